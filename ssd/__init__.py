@@ -1,0 +1,1 @@
+"""ssd: simple self-distillation of code LLMs (generate → train → evaluate → analyse)."""
