@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssd.models.cache import DEFAULT_CACHE_DIR, cached_build
-from ssd.models.gguf import SMOLLM2_GGUF, convert_gguf, find_packaged_gguf
+from ssd.models.gguf import CONVERTER_VERSION, SMOLLM2_GGUF, convert_gguf, find_packaged_gguf
 from ssd.models.tiny import TINY_VERSION, build_tiny_model
 
 BUILTIN_PREFIX = "builtin:"
@@ -28,7 +28,7 @@ def _smollm2(folder: Path) -> None:
 # name -> (cache folder name, builder)
 BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny": (f"tiny-qwen3-v{TINY_VERSION}", build_tiny_model),
-    "smollm2-135m": (SMOLLM2_GGUF.removesuffix(".gguf"), _smollm2),
+    "smollm2-135m": (f"{SMOLLM2_GGUF.removesuffix('.gguf')}-v{CONVERTER_VERSION}", _smollm2),
 }
 
 

