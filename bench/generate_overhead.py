@@ -8,6 +8,7 @@ bookkeeping, one JSONL line written and flushed per sample, and the progress bar
 
     python bench/generate_overhead.py                      # SmolLM2-135M, 32 prompts
     python bench/generate_overhead.py --model tiny --prompts 64 --max-tokens 128
+    python bench/generate_overhead.py model.dtype=bfloat16 engine.enforce_eager=true
 Target (issue): ratio >= 0.97.
 """
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides: model.dtype=bfloat16")
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_dir
@@ -44,7 +46,8 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("generate", [f"model={args.model}", f"data.limit={args.prompts}",
-                                   f"decoding.max_tokens={args.max_tokens}", "progress=false"])
+                                   f"decoding.max_tokens={args.max_tokens}", "progress=false",
+                                   *args.overrides])
     pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit)
     model_path = resolve_model_path(cfg.model.path)
     llm = get_engine(engine_settings(cfg, model_path))

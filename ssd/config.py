@@ -140,3 +140,46 @@ def config_hash(cfg: DictConfig, keys: list[str]) -> str:
                if isinstance(_get(cfg, key), DictConfig) else _get(cfg, key) for key in keys}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def check_sft_data(cfg: DictConfig) -> None:
+    _check(cfg, "data.samples", lambda v: isinstance(v, str) and Path(v).is_file(),
+           "an existing train.jsonl written by generate.py (data.samples=<run>/train.jsonl)")
+    _check(cfg, "data.packing", lambda v: isinstance(v, bool), "true or false")
+    _check(cfg, "data.overlong", lambda v: v in {"truncate", "drop"}, "truncate or drop")
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    lr = _check(cfg, "optimizer.lr", lambda v: _is_number(v) and v > 0, "> 0")
+    _check(cfg, "optimizer.min_lr", lambda v: _is_number(v) and 0 <= v <= lr,
+           f"in [0, optimizer.lr={lr}]")
+    _check(cfg, "optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+           "two numbers in [0, 1), e.g. [0.9, 0.95]")
+    _check(cfg, "optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, ">= 0")
+    _check(cfg, "optimizer.eps", lambda v: _is_number(v) and v > 0, "> 0")
+    _check(cfg, "optimizer.warmup_steps", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    for key in ("trainer.max_steps", "trainer.global_batch_size", "trainer.micro_batch_size",
+                "trainer.save_every_n_steps", "trainer.num_nodes"):
+        _check(cfg, key, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _check(cfg, "trainer.max_seq_len", lambda v: _is_int(v) and v >= 16, "an integer >= 16")
+    _check(cfg, "trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0),
+           "> 0, or null for no clipping")
+    _check(cfg, "trainer.precision", lambda v: v in {"auto", "bf16", "fp32"},
+           "one of auto, bf16, fp32")
+    _check(cfg, "trainer.activation_checkpointing", lambda v: isinstance(v, bool),
+           "true or false")
+    _check(cfg, "trainer.devices", lambda v: v == "auto" or (_is_int(v) and v >= 1),
+           "auto or an integer >= 1 (processes per node)")
+    _check(cfg, "trainer.seed", _is_int, "an integer")
+
+
+def check_logger(cfg: DictConfig) -> None:
+    if _get(cfg, "logger.wandb") is not None:
+        _check(cfg, "logger.wandb.mode", lambda v: v in {"offline", "online", "disabled"},
+               "offline, online or disabled")
+        _check(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
+               "a W&B project name")
+    _check(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")

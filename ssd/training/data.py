@@ -1,0 +1,219 @@
+"""The SFT data: render chat samples, mask everything but the response, pack, schedule by step.
+
+Rendering. The prompt turns go through the model's own chat template (with the generation prompt,
+exactly what generate.py sampled from); the response is the raw completion tokenised as is, plus
+the end-of-turn token. A thinking model's self-generated ``<think>`` block therefore stays as it
+was generated: it is never re-rendered through a template that might drop or duplicate it.
+Labels are -100 everywhere except on the response and its end-of-turn token.
+
+Batching. One optimizer step consumes exactly ``global_batch_size`` sequences (paper: 32). Which
+ones is a pure function of (seed, step), so the data position after a restart is just the step
+counter. Within a step the sequences are packed best-fit-decreasing into bins of at most
+``max_seq_len`` tokens; each bin is one row whose position ids restart at every sequence, so the
+model's attention stays inside each sequence (transformers builds a block-diagonal causal mask
+from position ids when no attention mask is given) and the summed loss of a packed row equals
+the sum of the per-sequence losses. Bins are dealt to data-parallel ranks so that every rank runs
+the same number of micro-batches (collectives must match), padding with empty bins if needed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+class SamplesError(ValueError):
+    """The training-samples file cannot be used; the message names the file, line and fix."""
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def read_training_set(path: Path) -> list[list[dict[str, str]]]:
+    """The ``messages`` of every line of a generate.py ``train.jsonl`` (or any chat JSONL)."""
+    if not path.is_file():
+        raise SamplesError(f"data.samples={path}: no such file; point it at the train.jsonl "
+                           "written by generate.py")
+    conversations = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SamplesError(f"data.samples={path}: line {number} is not valid JSON "
+                                   f"({error.msg})") from None
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if (not isinstance(messages, list) or len(messages) < 2
+                    or messages[-1].get("role") != "assistant"):
+                raise SamplesError(f"data.samples={path}: line {number} has no chat 'messages' "
+                                   "ending with an assistant turn")
+            conversations.append(messages)
+    if not conversations:
+        raise SamplesError(f"data.samples={path}: the file holds no samples")
+    return conversations
+
+
+def render(tokenizer: Any, messages: list[dict[str, str]], end_of_turn_id: int) -> Example:
+    """Prompt through the chat template, response verbatim; loss only on the response."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
+                                           tokenize=True, return_dict=False)
+    response = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+    response = [*response, end_of_turn_id]
+    return Example(input_ids=[*prompt, *response],
+                   labels=[IGNORE_INDEX] * len(prompt) + response)
+
+
+@dataclass(frozen=True)
+class LengthPolicy:
+    max_seq_len: int
+    overlong: str  # "truncate" | "drop"
+
+
+def apply_length_policy(examples: list[Example], policy: LengthPolicy
+                        ) -> tuple[list[Example], dict[str, int]]:
+    """Cut or drop examples longer than ``max_seq_len``; count what happened."""
+    kept, counts = [], {"truncated": 0, "dropped": 0}
+    for example in examples:
+        if len(example) <= policy.max_seq_len:
+            kept.append(example)
+        elif policy.overlong == "drop":
+            counts["dropped"] += 1
+        else:
+            counts["truncated"] += 1
+            cut = policy.max_seq_len
+            kept.append(Example(example.input_ids[:cut], example.labels[:cut]))
+    return kept, counts
+
+
+def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Pack items (by index) into bins of ``capacity``: longest first, into the fullest bin that
+    still fits. Returns the bins as lists of item indices."""
+    bins: list[list[int]] = []
+    # (remaining capacity, bin index), kept sorted so the tightest fit is a bisect away.
+    free: list[tuple[int, int]] = []
+    for item in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        size = lengths[item]
+        if size > capacity:
+            raise ValueError(f"item {item} of length {size} exceeds the bin capacity {capacity}")
+        slot = bisect.bisect_left(free, (size, -1))
+        if slot == len(free):
+            bins.append([item])
+            bisect.insort(free, (capacity - size, len(bins) - 1))
+        else:
+            remaining, index = free.pop(slot)
+            bins[index].append(item)
+            bisect.insort(free, (remaining - size, index))
+    return bins
+
+
+def step_indices(num_examples: int, global_batch_size: int, step: int, seed: int) -> list[int]:
+    """The example indices of optimizer step ``step``: consecutive slices of per-epoch shuffles."""
+    start = step * global_batch_size
+    indices: list[int] = []
+    while len(indices) < global_batch_size:
+        position = start + len(indices)
+        epoch, offset = divmod(position, num_examples)
+        order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+        take = min(global_batch_size - len(indices), num_examples - offset)
+        indices.extend(int(i) for i in order[offset:offset + take])
+    return indices
+
+
+@dataclass(frozen=True)
+class Row:
+    """One packed row: several sequences back to back."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+
+
+def pack_row(examples: Sequence[Example]) -> Row:
+    input_ids, labels, positions = [], [], []
+    for example in examples:
+        input_ids.extend(example.input_ids)
+        labels.extend(example.labels)
+        positions.extend(range(len(example)))
+    return Row(input_ids, labels, positions)
+
+
+def collate(rows: Sequence[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows to the longest; padding is its own 'sequence' with labels ignored."""
+    width = max(len(row.input_ids) for row in rows)
+    batch = {name: torch.full((len(rows), width), fill, dtype=torch.long)
+             for name, fill in (("input_ids", pad_id), ("labels", IGNORE_INDEX),
+                                ("position_ids", 0))}
+    for i, row in enumerate(rows):
+        n = len(row.input_ids)
+        batch["input_ids"][i, :n] = torch.tensor(row.input_ids)
+        batch["labels"][i, :n] = torch.tensor(row.labels)
+        batch["position_ids"][i, :n] = torch.tensor(row.position_ids)
+        batch["position_ids"][i, n:] = torch.arange(width - n)
+    return batch
+
+
+@dataclass
+class StepBatch:
+    """What one rank trains on in one optimizer step (Lightning moves its tensors to the device,
+    which needs a mutable dataclass)."""
+
+    micro_batches: list[dict[str, torch.Tensor]]
+    label_tokens: int  # supervised tokens in the whole global batch (all ranks): the loss divisor
+    tokens: int  # non-padding tokens in the whole global batch
+    padded_tokens: int  # tokens computed over, padding included, in the whole global batch
+
+
+def deal(rows: Sequence[Row], world_size: int, micro_batch_size: int, empty: Row
+         ) -> list[list[list[Row]]]:
+    """Rows (longest first) dealt round-robin to ranks, then cut into micro-batches.
+
+    Every rank gets the same number of micro-batches, topped up with ``empty`` rows, because each
+    forward/backward under FSDP is a collective that all ranks must enter.
+    """
+    per_rank = -(-len(rows) // world_size)
+    slots = -(-per_rank // micro_batch_size) * micro_batch_size
+    dealt = []
+    for rank in range(world_size):
+        mine = list(rows[rank::world_size])
+        mine += [empty] * (slots - len(mine))
+        dealt.append([mine[i:i + micro_batch_size] for i in range(0, slots, micro_batch_size)])
+    return dealt
+
+
+def plan_step(examples: Sequence[Example], indices: Sequence[int], *, packing: bool,
+              max_seq_len: int, micro_batch_size: int, rank: int, world_size: int,
+              pad_id: int) -> StepBatch:
+    """Turn one step's examples into this rank's micro-batches (pure; every rank agrees)."""
+    chosen = [examples[i] for i in indices]
+    if packing:
+        groups = best_fit_decreasing([len(e) for e in chosen], max_seq_len)
+    else:
+        groups = [[i] for i in range(len(chosen))]
+    rows = sorted((pack_row([chosen[i] for i in g]) for g in groups),
+                  key=lambda r: -len(r.input_ids))
+    dealt = deal(rows, world_size, micro_batch_size, Row([pad_id], [IGNORE_INDEX], [0]))
+    padded = sum(len(chunk) * max(len(row.input_ids) for row in chunk)
+                 for rank_chunks in dealt for chunk in rank_chunks)
+    return StepBatch(
+        micro_batches=[collate(chunk, pad_id) for chunk in dealt[rank]],
+        label_tokens=sum(sum(label != IGNORE_INDEX for label in e.labels) for e in chosen),
+        tokens=sum(len(e) for e in chosen),
+        padded_tokens=padded,
+    )

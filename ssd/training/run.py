@@ -1,0 +1,106 @@
+"""The train stage from a Hydra job: validate, pick the run directory, start the ranks.
+
+One Hydra job is one training run. The job writes the resolved config into the run directory and
+starts the ranks with torchrun (never with Lightning's own launcher, which would re-run the Hydra
+sweep in every child): ``trainer.devices`` processes on this node, and with
+``trainer.num_nodes > 1`` one job per node (e.g. a SLURM array or submitit job) joining the same
+torchrun rendezvous. A run directory that already holds a checkpoint resumes from it; one whose
+``run.json`` says complete for the same identity is left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ssd import config as checks
+from ssd.models import resolve_model_path
+from ssd.training.data import read_training_set
+
+# The values that decide the trained weights (the run's identity and directory name).
+WEIGHT_KEYS = ["model", "data", "optimizer", "trainer"]
+
+
+class TrainingFailed(RuntimeError):
+    """The training processes exited with an error (their output says why)."""
+
+
+def validate(cfg: DictConfig) -> None:
+    for check in (checks.check_model, checks.check_sft_data, checks.check_optimizer,
+                  checks.check_trainer, checks.check_logger):
+        check(cfg)
+    read_training_set(Path(cfg.data.samples))  # fails fast on a bad line, names it
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    samples = Path(cfg.data.samples)
+    stem = samples.parent.name if samples.stem == "train" else samples.stem
+    return (Path("runs") / "train" / cfg.model.name
+            / f"{stem}-{checks.config_hash(cfg, WEIGHT_KEYS)}")
+
+
+def processes_per_node(devices: int | str) -> int:
+    if devices != "auto":
+        return int(devices)
+    import torch
+
+    return max(torch.cuda.device_count(), 1)
+
+
+def rendezvous(num_nodes: int, identity: str) -> list[str]:
+    """torchrun's rendezvous arguments: standalone on one node, else the first node's address."""
+    if num_nodes == 1:
+        return ["--standalone"]
+    node_rank = os.environ.get("NODE_RANK", os.environ.get("SLURM_NODEID"))
+    address = os.environ.get("MASTER_ADDR")
+    if address is None and "SLURM_JOB_NODELIST" in os.environ:
+        address = subprocess.run(["scontrol", "show", "hostnames",
+                                  os.environ["SLURM_JOB_NODELIST"]], capture_output=True,
+                                 text=True, check=True).stdout.split()[0]
+    if node_rank is None or address is None:
+        raise checks.ConfigError(
+            f"trainer.num_nodes={num_nodes}: needs NODE_RANK and MASTER_ADDR (or a SLURM "
+            "allocation) to find the other nodes; launch one train.py job per node")
+    port = os.environ.get("MASTER_PORT", "29500")
+    return [f"--nnodes={num_nodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={address}:{port}", f"--rdzv-id={identity}"]
+
+
+def run_training(cfg: DictConfig) -> Path:
+    validate(cfg)
+    out = output_dir(cfg).resolve()
+    identity = checks.config_hash(cfg, WEIGHT_KEYS)
+    run_file = out / "run.json"
+    if run_file.exists() and json.loads(run_file.read_text()).get("identity") == identity:
+        print(f"train: already complete, nothing to do: {out}")
+        return out
+    model_path = resolve_model_path(cfg.model.path)
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(resolved):
+        resolved.output_dir = str(out)
+        resolved.identity = identity
+        resolved.model_resolved = model_path
+        resolved.data.samples = str(Path(cfg.data.samples).resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(resolved, out / "config.yaml")
+
+    nproc = processes_per_node(cfg.trainer.devices)
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+               *rendezvous(cfg.trainer.num_nodes, identity),
+               "-m", "ssd.training.worker", str(out / "config.yaml")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    returncode = subprocess.run(command, env=env).returncode
+    if returncode != 0:
+        raise TrainingFailed(f"train: the training processes exited with status {returncode}; "
+                             f"their output is above (run directory: {out})")
+    print(f"train: done; HF export in {out / 'hf' / 'final'}")
+    return out
+
+
