@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 HOST_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 TIME_LIMIT = 1.0
 
-ECHO = Problem("echo", "echo", "", "atcoder", None, None, "", [Test("ping\n", "pong\n", "stdin")], None)
+ECHO = Problem(
+    "echo", "echo", "", "atcoder", None, None, "", [Test("ping\n", "pong\n", "stdin")], None
+)
 SQUARE = Problem(
     "square",
     "square",
@@ -57,6 +59,16 @@ CHECK = Problem(
     check_script="def check(candidate):\n    assert candidate(1) == 2\n",
     entry_point="Solution().answer",
 )
+
+
+# Without root there is no separate uid: the program could read the evaluator user's files and
+# signal its processes, so the tests that rely on that separation only run as root.
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="uid separation needs root")
+
+
+def require_private_tmp(ev: Evaluator) -> None:
+    if not ev.info.private_tmp:
+        pytest.skip("no mount namespaces on this platform")
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +149,13 @@ def test_well_behaved_program_passes(ev: Evaluator) -> None:
     assert ev.check(SQUARE, "n = int(input())\nprint(n * n)\n").passed
 
 
+@needs_root
 def test_runs_unprivileged_with_no_new_privs(ev: Evaluator, templates: list[int]) -> None:
     code = """
 import os
 status = open("/proc/self/status").read()
-ok = os.getuid() == 0 or os.geteuid() == 0 or "NoNewPrivs:\\t0" in status
+ok = os.geteuid() == 0 or "NoNewPrivs:\\t0" in status
+ok = ok or "CapEff:\\t0000000000000000" not in status
 print("pong" if ok else "contained")
 """
     assert hostile(ev, templates, ECHO, code).reason == "wrong_answer"
@@ -150,6 +164,7 @@ print("pong" if ok else "contained")
     )
 
 
+@needs_root
 def test_nproc_caps_process_count(ev: Evaluator, templates: list[int]) -> None:
     """Bounded version of the fork bomb: of 200 attempted forks, at most the cap succeed."""
     code = """
@@ -171,6 +186,7 @@ print(made)
     assert 0 < made < ev.limits.max_processes
 
 
+@needs_root
 def test_fork_bomb(ev: Evaluator, templates: list[int]) -> None:
     code = """
 import os
@@ -192,7 +208,8 @@ while True:
     ids=["one-huge-allocation", "gradual"],
 )
 def test_memory_bomb(ev: Evaluator, templates: list[int], code: str) -> None:
-    assert hostile(ev, templates, ECHO, code).reason == "memory"
+    # Zero-filling 512 MiB can itself take longer than the 1 s limit on a slow machine.
+    assert hostile(ev, templates, ECHO, code).reason in ("memory", "timeout")
 
 
 @pytest.mark.parametrize(
@@ -222,21 +239,32 @@ def test_output_flood(ev: Evaluator, templates: list[int]) -> None:
     assert time.monotonic() - start < TIME_LIMIT
 
 
-def test_write_outside_run_dir(ev: Evaluator, templates: list[int], scratch: Path) -> None:
+@needs_root
+@pytest.mark.parametrize("where", ["scratch", "repo"])
+def test_write_outside_run_dir(
+    ev: Evaluator, templates: list[int], scratch: Path, where: str
+) -> None:
+    target = (scratch if where == "scratch" else REPO) / f"escape-{secrets.token_hex(4)}"
+    code = f"open({str(target)!r}, 'w').write('x')\nprint('pong')\n"
+    assert hostile(ev, templates, ECHO, code).reason == "runtime_error"
+    assert not target.exists()
+
+
+def test_world_writable_dirs_are_private(ev: Evaluator, templates: list[int]) -> None:
+    require_private_tmp(ev)
     marker = f"ssd-sandbox-escape-{secrets.token_hex(4)}"
     code = f"""
 for d in {HOST_DIRS!r}:
-    open(d + "/{marker}", "w").write("x")  # private tmpfs copies: allowed, never on the host
-open({str(scratch / marker)!r}, "w").write("x")
-open({str(REPO / marker)!r}, "w").write("x")
-print("pong")
+    open(d + "/{marker}", "w").write("x")  # lands in the child's own tmpfs
+print("written")
 """
-    assert hostile(ev, templates, ECHO, code).reason == "runtime_error"
-    for d in (*HOST_DIRS, str(scratch), str(REPO)):
+    assert hostile(ev, templates, ECHO, code).reason == "wrong_answer"
+    for d in HOST_DIRS:
         assert not os.path.exists(os.path.join(d, marker))
 
 
 def test_tmp_does_not_persist_between_runs(ev: Evaluator, templates: list[int]) -> None:
+    require_private_tmp(ev)
     marker = f"/tmp/ssd-sandbox-marker-{secrets.token_hex(4)}"
     writer = f"open({marker!r}, 'w').write('x')\ninput()\nprint('pong')\n"
     reader = f"import os\ninput()\nprint('pong' if os.path.exists({marker!r}) else 'fresh')\n"
@@ -244,6 +272,7 @@ def test_tmp_does_not_persist_between_runs(ev: Evaluator, templates: list[int]) 
     assert hostile(ev, templates, ECHO, reader).reason == "wrong_answer"
 
 
+@needs_root
 def test_delete_outside_run_dir(ev: Evaluator, templates: list[int], scratch: Path) -> None:
     victim = scratch / "victim"
     victim.write_text("keep me")
@@ -253,6 +282,7 @@ def test_delete_outside_run_dir(ev: Evaluator, templates: list[int], scratch: Pa
     assert victim.read_text() == "keep me"
 
 
+@needs_root
 @pytest.mark.parametrize("target", ["secret", "shadow", "environ"])
 def test_read_evaluator_secrets(
     ev: Evaluator, templates: list[int], scratch: Path, target: str
@@ -298,17 +328,20 @@ print("pong")
         server.close()
 
 
+@needs_root
 @pytest.mark.parametrize(
     "code",
     [
         "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('pong')\n",
         f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)\nprint('pong')\n",
-        "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('pong')\n",
+        # kill(-1) reaches only the sandbox uid's own processes (and spares the caller)
+        "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('survived')\n",
+        "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\nprint('pong')\n",
     ],
-    ids=["kill-template", "kill-evaluator", "kill-minus-one"],
+    ids=["kill-template", "kill-evaluator", "kill-minus-one", "kill-template-group"],
 )
 def test_cannot_kill_the_evaluator(ev: Evaluator, templates: list[int], code: str) -> None:
-    assert hostile(ev, templates, ECHO, code).reason == "runtime_error"
+    assert hostile(ev, templates, ECHO, code).reason in ("runtime_error", "wrong_answer")
 
 
 def test_exit_before_answering(ev: Evaluator, templates: list[int]) -> None:
@@ -373,7 +406,9 @@ sys.stdout.buffer.write(struct.pack(">I", len(frame)) + frame)
     ids=["recursion-error", "stack-overflow"],
 )
 def test_deep_recursion(ev: Evaluator, templates: list[int], code: str) -> None:
-    assert hostile(ev, templates, ECHO, code).reason == "runtime_error"
+    # Python 3.11 keeps pure-Python frames off the C stack: unbounded recursion ends in
+    # RecursionError, MemoryError or the deadline, depending on the limit.
+    assert hostile(ev, templates, ECHO, code).reason in ("runtime_error", "memory", "timeout")
 
 
 def test_threads_outliving_main(ev: Evaluator, templates: list[int]) -> None:
@@ -417,3 +452,19 @@ def test_still_healthy_after_everything(ev: Evaluator, templates: list[int]) -> 
     assert ev.sandbox.template_pids == templates
     assert ev.check(ECHO, "input()\nprint('pong')\n").passed
     assert sandbox_processes(ev) == []
+
+
+def test_a_dead_template_is_replaced() -> None:
+    """If a template dies (it should not), the slot restarts and the next program still runs."""
+    with Evaluator(workers=1, time_limit_s=TIME_LIMIT, memory_mb=512, cache=False) as evaluator:
+        (pid,) = evaluator.sandbox.template_pids
+        os.kill(pid, 9)
+        psutil.Process(pid).wait(timeout=5)
+        assert evaluator.check(ECHO, "input()\nprint('pong')\n").passed
+        assert evaluator.sandbox.template_pids != [pid]
+        assert sandbox_processes(evaluator) == []
+
+
+def test_problem_without_tests_is_an_error(ev: Evaluator) -> None:
+    with pytest.raises(ValueError, match="has no tests"):
+        ev.check(Problem("e", "e", "", "", None, None, "", [], None), "print(1)\n")

@@ -154,9 +154,9 @@ def token_settings(cfg: DictConfig) -> tokens.TokenSettings:
 
 
 def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
+    """Tokens that end a continuation: the tokenizer's EOS and the model's (an int or a list)."""
     flat: set[int] = set()
-    for value in ids:
+    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
         if isinstance(value, int):
             flat.add(value)
         elif isinstance(value, Iterable):
@@ -234,16 +234,26 @@ def recorded_continuations(cfg: DictConfig, tokenizer: Any) -> list[tokens.Conti
     return items
 
 
+def _resolve(cfg: DictConfig, key: str) -> str:
+    """resolve_model_path, with its error naming ``key`` (it says model.path otherwise)."""
+    from ssd.models import ModelNotFoundError, resolve_model_path
+
+    value = OmegaConf.select(cfg, key)
+    try:
+        return resolve_model_path(value)
+    except ModelNotFoundError as error:
+        message = str(error).removeprefix(f"model.path={value}: ")
+        raise ModelNotFoundError(f"{key}={value}: {message}") from None
+
+
 def run_tokens(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Figure 6 and Eq. 30 for base vs SSD on the same teacher-forced continuations."""
     from transformers import AutoTokenizer
 
-    from ssd.models import resolve_model_path
-
     validate_tokens(cfg)
     settings = token_settings(cfg)
-    base_path = resolve_model_path(cfg.base.path)
-    ssd_path = resolve_model_path(cfg.ssd.path)
+    base_path = _resolve(cfg, "base.path")
+    ssd_path = _resolve(cfg, "ssd.path")
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     base_model = tokens.load_causal_lm(base_path, cfg.model.dtype)
     ssd_model = (base_model if ssd_path == base_path

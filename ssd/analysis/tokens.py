@@ -48,12 +48,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssd.analysis import theory
+from ssd.analysis import single_thread, theory
 from ssd.decoding import decode
 
 SPLITS = ("all", "lock", "fork")
 MODELS = ("base", "ssd")
 DEFAULT_MASS_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Contexts measured per batch: bounds the float64 [rows, V] temporaries of the decoder (sorts,
+# masks) to a few hundred MB even for a 150k vocabulary and long continuations.
+ROWS_PER_CHUNK = 128
 # The paper's colours for Figure 6: amber for the base model, blue after SSD.
 COLORS = {"base": "#E69F00", "ssd": "#1F77B4"}
 
@@ -73,7 +76,7 @@ class TokenSettings:
     lock_max_support: int = 1  # |S_s| <= this is lock-like
     matched_k: int = 20  # 6d: "mass in their top 20 tokens"
     matched_tolerance: float = 0.02  # |top-20 mass difference| that counts as matched
-    matched_t: float = 1.0  # reference T_eval of the binned 6d view
+    matched_t: float = 1.0  # T_eval of the binned 6d view (nearest t_grid value)
     matched_bins: tuple[float, ...] = DEFAULT_MASS_BINS
 
 
@@ -108,10 +111,11 @@ def truncation_response(
     """
     z = logits.double()
     sizes, entropies = [], []
-    for t in t_grid:
-        out = decode(z, float(t), top_k=top_k, top_p=top_p, min_p=min_p)
-        sizes.append(out.support_size.numpy())
-        entropies.append(theory.entropy(out.probs.numpy()))
+    with single_thread():
+        for t in t_grid:
+            out = decode(z, float(t), top_k=top_k, top_p=top_p, min_p=min_p)
+            sizes.append(out.support_size.numpy())
+            entropies.append(theory.entropy(out.probs.numpy()))
     return np.stack(sizes, axis=-1), np.stack(entropies, axis=-1)
 
 
@@ -235,7 +239,8 @@ def mass_bins(
         row: dict[str, Any] = {"lo": float(lo), "hi": float(hi)}
         for name, m in (("base", base), ("ssd", ssd)):
             last = i == len(edges) - 2
-            inside = (m.top_mass >= lo) & ((m.top_mass <= hi) if last else (m.top_mass < hi))
+            mass = np.clip(m.top_mass, 0.0, 1.0)  # a float64 sum can land a hair above 1
+            inside = (mass >= lo) & ((mass <= hi) if last else (mass < hi))
             chosen = mask & inside
             row[name] = {
                 "n": int(chosen.sum()),
@@ -385,15 +390,16 @@ def sample_continuation(
     ids = torch.tensor([list(prompt_ids)])
     past = None
     out: list[int] = []
-    for _ in range(max_new_tokens):
-        result = model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
-        past = result.past_key_values
-        q = decode(result.logits[0, -1].double(), t, top_k=top_k, top_p=top_p).probs
-        token = int(torch.multinomial(q, 1, generator=generator))
-        out.append(token)
-        if token in stops:
-            break
-        ids = torch.tensor([[token]])
+    with single_thread():
+        for _ in range(max_new_tokens):
+            result = model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
+            past = result.past_key_values
+            q = decode(result.logits[0, -1].double(), t, top_k=top_k, top_p=top_p).probs
+            token = int(torch.multinomial(q, 1, generator=generator))
+            out.append(token)
+            if token in stops:
+                break
+            ids = torch.tensor([[token]])
     return out
 
 
@@ -418,24 +424,30 @@ def analyse_continuations(
     """Run both models over the same continuations and measure every context.
 
     Returns (base measures, ssd measures, |S_s| per context, one label per context). Prompts are
-    processed one at a time so only one prompt's [C, V] logits are alive at once.
+    processed one at a time so only one prompt's [C, V] logits are alive at once. Forward passes
+    run on one torch thread: on a shared CPU the thread pool's synchronisation costs far more than
+    it saves at batch size 1 (measured here: 3x-10x slower with 2 threads under load; see
+    ``ssd.analysis.single_thread``).
     """
     base_parts, ssd_parts, sizes, labels = [], [], [], []
     for item in items:
         if not item.continuation_ids:
             continue
-        z_base = next_token_logits(base_model, item)
-        z_ssd = next_token_logits(ssd_model, item)
+        with single_thread():
+            z_base = next_token_logits(base_model, item)
+            z_ssd = z_base if ssd_model is base_model else next_token_logits(ssd_model, item)
         if z_base.shape != z_ssd.shape:
             raise ValueError(
                 f"ssd.path: vocabulary size {z_ssd.shape[-1]} differs from base.path's "
                 f"{z_base.shape[-1]}; the two models must share a tokenizer"
             )
-        support = retained_support(z_base, settings.support_t, settings.support_top_k,
-                                   settings.support_top_p)
-        base_parts.append(measure_contexts(z_base, support, settings))
-        ssd_parts.append(measure_contexts(z_ssd, support, settings))
-        sizes.append(support.sum(axis=-1))
+        for start in range(0, z_base.shape[0], ROWS_PER_CHUNK):
+            rows = slice(start, start + ROWS_PER_CHUNK)
+            support = retained_support(z_base[rows], settings.support_t, settings.support_top_k,
+                                       settings.support_top_p)
+            base_parts.append(measure_contexts(z_base[rows], support, settings))
+            ssd_parts.append(measure_contexts(z_ssd[rows], support, settings))
+            sizes.append(support.sum(axis=-1))
         labels += [{"prompt_id": item.prompt_id, "position": j, "token": int(tok)}
                    for j, tok in enumerate(item.continuation_ids)]
     if not base_parts:
@@ -458,6 +470,7 @@ def plot_tokens(summary: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     t_grid, ranks = summary["t_grid"], summary["ranks"]
     fig, axes = plt.subplots(len(SPLITS), 4, figsize=(17, 10.5), constrained_layout=True,
@@ -486,8 +499,10 @@ def plot_tokens(summary: dict[str, Any], path: str | Path) -> Path:
             for model in MODELS:
                 ax.plot(x, _nan_list(data[model][key]), marker="o", markersize=3,
                         color=COLORS[model], label=model)
-            if key == "support_size_mean":
+            if key == "support_size_mean":  # 1 to hundreds of survivors: log axis, plain labels
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
             if row == 0 and col == 0:
                 ax.legend(fontsize=8)
     out = Path(path)

@@ -112,6 +112,9 @@ class Template:
         self.run_root: str = config["run_root"]
         self.want_namespaces: bool = config["namespaces"]
         self.namespaces = False
+        # Without root, namespaces need a user namespace of their own (mapping only our uid).
+        self.userns = self.uid is None and os.geteuid() != 0
+        self.ns_flags = CHILD_NAMESPACES | (_linux.CLONE_NEWUSER if self.userns else 0)
         self.tmp_dirs = _world_writable_dirs()
         self.hidden: list[str] = []
         self.children_file = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
@@ -147,20 +150,28 @@ class Template:
         return os.waitstatus_to_exitcode(status) == 0
 
     def _probe_namespaces(self) -> bool:
-        def body() -> None:
-            _linux.unshare(CHILD_NAMESPACES)
-            _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-            for d in self.tmp_dirs:
-                _linux.mount("tmpfs", d, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "size=1m")
+        return self._fork_probe(lambda: self._enter_namespaces(1 << 20))
 
-        return self._fork_probe(body)
+    def _enter_namespaces(self, tmpfs_bytes: int) -> None:
+        uid, gid = os.getuid(), os.getgid()
+        _linux.unshare(self.ns_flags)
+        if self.userns:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            with open("/proc/self/gid_map", "w") as f:
+                f.write(f"{gid} {gid} 1")
+        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+        opts = f"size={tmpfs_bytes},nr_inodes=4096,mode=1777"
+        for d in self.tmp_dirs:
+            _linux.mount("tmpfs", d, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, opts)
 
     def _probe_uid_can_import(self) -> bool:
         def body() -> None:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
-            os.stat(os.path.join(os.path.dirname(os.__file__), "fractions.py"))
+            os.listdir(os.path.dirname(os.__file__))  # lazy imports must find the stdlib
 
         return self._fork_probe(body)
 
@@ -186,11 +197,7 @@ class Template:
         _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         run_dir = host_dir
         if self.namespaces:
-            _linux.unshare(CHILD_NAMESPACES)
-            _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-            opts = f"size={limits['tmpfs_bytes']},nr_inodes=4096,mode=1777"
-            for d in self.tmp_dirs:
-                _linux.mount("tmpfs", d, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, opts)
+            self._enter_namespaces(limits["tmpfs_bytes"])
             run_dir = os.path.join(self.tmp_dirs[0] if self.tmp_dirs else "/tmp", "sandbox")
             os.mkdir(run_dir, 0o700)
             if self.uid is not None:
@@ -199,7 +206,7 @@ class Template:
         for res, soft, hard in (
             (resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1),
             (resource.RLIMIT_AS, limits["as_bytes"], limits["as_bytes"]),
-            (resource.RLIMIT_FSIZE, limits["fsize_bytes"], limits["fsize_bytes"]),
+            (resource.RLIMIT_FSIZE, limits["fsize_bytes"], limits["fsize_hard_bytes"]),
             (resource.RLIMIT_NOFILE, limits["nofile"], limits["nofile"]),
             (resource.RLIMIT_NPROC, limits["nproc"], limits["nproc"]),
             (resource.RLIMIT_CORE, 0, 0),
@@ -212,6 +219,8 @@ class Template:
             os.dup2(devnull, fd)
         os.closerange(SOCK_FD + 1, 1 << 16)
         _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot regain privileges
+        if self.userns and self.namespaces:
+            _linux.drop_capabilities()
         if self.uid is not None:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)

@@ -42,6 +42,8 @@ HUB_FILES = (
 
 @dataclass(frozen=True)
 class Test:
+    __test__ = False  # not a pytest test class, despite the name
+
     input: str
     output: str
     testtype: str  # "stdin" or "functional"

@@ -151,7 +151,10 @@ def run_stdin_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict
     if (early := _await_ready(channel, clock, total)) is not None:
         return early
     for i, test in enumerate(tests):
-        reply = channel.request({"op": "stdin", "input": test.input}, clock.timeout())
+        try:
+            reply = channel.request({"op": "stdin", "input": test.input}, clock.timeout())
+        except SandboxFailure as failure:
+            raise failure.at(i) from None
         if reply.get("t") != "ok":
             return _failure(reply, i, total, f"test {i}")
         if clock.over(reply):
@@ -201,6 +204,8 @@ def run_call_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict:
             result = _call(channel, clock, parse_call_input(test.input), {})
         except _CallFailed as failed:
             return _failure(failed.reply, i, total, f"test {i}")
+        except SandboxFailure as failure:
+            raise failure.at(i) from None
         if not call_result_matches(json.loads(test.output), result):
             detail = f"test {i}: expected {test.output}, got {result!r}"
             return Verdict(False, "wrong_answer", _clip(detail), i, total)

@@ -39,14 +39,24 @@ class Evaluator:
         problem_budget_s: float | None = None,
         memory_mb: int = 2048,
         max_output_bytes: int = 16 << 20,
-        max_processes: int = 16,
+        max_processes: int = 8,
         cache: bool = True,
         interpreter: str | None = None,
         uid_base: int = 62000,
         namespaces: bool = True,
     ) -> None:
-        """`problem_budget_s=None` uses LiveCodeBench's per-problem allowance,
-        (time_limit_s + 1) * number_of_tests + 5 seconds."""
+        """
+        workers: parallel sandbox slots (default: the CPUs this process may use).
+        time_limit_s: wall-clock limit per test (per call for check scripts), as LCB's 6 s.
+        problem_budget_s: wall-clock limit for all tests of one program; None uses
+            LiveCodeBench's per-problem allowance, (time_limit_s + 1) * n_tests + 5.
+        memory_mb: RLIMIT_AS per process. max_output_bytes: stdout per test.
+        max_processes: RLIMIT_NPROC (processes + threads) for the program's uid.
+        cache: reuse verdicts of identical (problem tests, code, limits).
+        interpreter: Python running the programs (default: this one, `sys.executable`).
+        uid_base: first uid of the sandbox uid pool (used when running as root).
+        namespaces: use mount/network/IPC namespaces where the platform allows.
+        """
         self.workers = workers or len(os.sched_getaffinity(0))
         self.limits = Limits(
             time_limit_s=time_limit_s,
@@ -86,11 +96,15 @@ class Evaluator:
         return self.check(problem, extracted.code)
 
     def check_many(self, pairs: Sequence[tuple[Problem, str | None]]) -> list[Verdict]:
-        """Verdicts in input order; programs run in parallel on the worker pool."""
+        """Verdicts in input order; programs run in parallel on the worker pool.
+
+        Raises ValueError for a problem without tests (it would pass vacuously)."""
         results: list[Verdict | None] = [None] * len(pairs)
         pending: dict[str, list[int]] = {}
         jobs: list[tuple[str, Problem, str]] = []
         for i, (problem, code) in enumerate(pairs):
+            if problem.kind != "check" and not problem.tests:
+                raise ValueError(f"problem {problem.question_id} has no tests")
             if code is None or not code.strip():
                 results[i] = Verdict(False, "no_code", "empty program", 0, len(problem.tests))
                 continue
@@ -145,7 +159,9 @@ class Evaluator:
         total = len(problem.tests) if problem.kind != "check" else 1
         with self.sandbox.slot() as slot:
             try:
-                with slot.run(self._job(problem, code), self.limits, budget) as session:
+                job = self._job(problem, code)
+                longest = max((len(t.input.encode()) for t in problem.tests), default=0)
+                with slot.run(job, self.limits, budget, longest) as session:
                     clock = Clock(self.limits.time_limit_s, self.limits.grace_s, budget)
                     if problem.kind == "check":
                         return run_check_script(session, problem, clock)
@@ -153,7 +169,7 @@ class Evaluator:
                         return run_call_tests(session, problem.tests, clock)
                     return run_stdin_tests(session, problem.tests, clock)
             except SandboxFailure as failure:
-                return _refine(failure, getattr(slot, "last_reap", {}), total)
+                return _refine(failure, slot.last_reap, total)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -181,4 +197,4 @@ def _refine(failure: SandboxFailure, reaped: dict[str, Any], total: int) -> Verd
                 detail = f"{detail} (killed by {signal.Signals(sig).name})"
         elif os.WIFEXITED(status):
             detail = f"{detail} (exit status {os.WEXITSTATUS(status)})"
-    return Verdict(False, reason, detail, 0, total)
+    return Verdict(False, reason, detail, failure.tests_passed, total)

@@ -15,9 +15,20 @@ Design (details in `_zygote.py` and `_harness.py`):
   double fork) are still its descendants and are verified gone before the slot is reused.
 
 Where the platform does not allow something, the sandbox degrades and says so in `SandboxInfo`
-instead of failing: not root -> no uid switch (best effort: the candidate runs as the evaluator's
-user); no namespaces -> `network_isolated=False`, `private_tmp=False`, and the run directory is a
-real temporary directory removed after the run.
+instead of failing:
+
+* not root: no uid switch. Programs run as the evaluator's own user and could read that user's
+  files or signal its processes. Namespaces then come from an unprivileged user namespace
+  (mapping only that uid) when the kernel allows one, and the child drops every capability after
+  mounting its private /tmp; RLIMIT_NPROC is counted per user namespace, so it still caps forks.
+  Leftovers are found through the subreaper (every orphan is re-parented to the template).
+* no namespaces at all: `network_isolated=False`, `private_tmp=False`; the run directory is a
+  real temporary directory (owned by the slot uid) removed after the run, and programs can
+  reach the network and the host's /tmp.
+
+Aggregate memory is bounded per process (RLIMIT_AS), so a program that forks can use up to
+`max_processes * memory_mb`; cgroups would bound the total but belong to whoever runs the
+machine, so they are not touched.
 """
 
 from __future__ import annotations
@@ -55,16 +66,22 @@ class Limits:
     time_limit_s: float = 6.0
     memory_mb: int = 2048
     max_output_bytes: int = 16 << 20
-    max_processes: int = 16
+    max_processes: int = 8  # RLIMIT_NPROC of the slot uid: processes and threads
     max_open_files: int = 64
     tmpfs_mb: int = 64
     grace_s: float = 0.25  # wall-clock slack on top of time_limit_s before the hard kill
 
-    def rlimits(self, budget_s: float) -> dict[str, int]:
+    def rlimits(self, budget_s: float, input_bytes: int = 0) -> dict[str, int]:
+        """`input_bytes`: the largest stdin the harness must write into a memfd for a test.
+
+        The soft RLIMIT_FSIZE caps output; the hard limit leaves room for the harness to copy
+        an input larger than the output cap (it raises its soft limit just for that copy).
+        """
         return {
             "cpu_s": max(1, int(budget_s + 1)),
             "as_bytes": self.memory_mb << 20,
             "fsize_bytes": self.max_output_bytes + 1,
+            "fsize_hard_bytes": max(self.max_output_bytes, input_bytes) + 1,
             "nofile": self.max_open_files,
             "nproc": self.max_processes,
             "tmpfs_bytes": self.tmpfs_mb << 20,
@@ -87,10 +104,15 @@ class SandboxInfo:
 class SandboxFailure(Exception):
     """The program did not answer a request properly; `reason` is a Verdict reason."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", tests_passed: int = 0) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.tests_passed = tests_passed
+
+    def at(self, test_index: int) -> SandboxFailure:
+        """The same failure, located at a test (the tests before it passed)."""
+        return SandboxFailure(self.reason, f"test {test_index}: {self.detail}", test_index)
 
 
 class SandboxError(RuntimeError):
@@ -208,6 +230,7 @@ class Slot:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctl: socket.socket | None = None
         self.ready: dict[str, Any] = {}
+        self.last_reap: dict[str, Any] = {}  # how the last program ended (exit status, ...)
         self.start()
 
     def start(self) -> None:
@@ -236,6 +259,13 @@ class Slot:
         if "error" in self.ready:
             self.stop()
             raise SandboxError(f"sandbox template failed to start: {self.ready['error']}")
+
+    def _send_ctl(self, msg: bytes, fds: list[int] | None = None) -> None:
+        assert self.ctl is not None
+        try:
+            socket.send_fds(self.ctl, [msg], fds or [])
+        except OSError as exc:
+            raise SandboxError(f"sandbox template unreachable: {exc}") from exc
 
     def _recv_ctl(self) -> dict[str, Any]:
         assert self.ctl is not None
@@ -272,14 +302,18 @@ class Slot:
         self.start()
 
     @contextlib.contextmanager
-    def run(self, job: dict[str, Any], limits: Limits, budget_s: float) -> Iterator[Session]:
+    def run(
+        self, job: dict[str, Any], limits: Limits, budget_s: float, input_bytes: int = 0
+    ) -> Iterator[Session]:
         """Start a sandboxed child, send it `job`, yield the session; always clean up after."""
         assert self.ctl is not None
+        self.last_reap = {}
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            msg = json.dumps({"op": "run", "limits": limits.rlimits(budget_s)}).encode()
+            rlimits = limits.rlimits(budget_s, input_bytes)
+            msg = json.dumps({"op": "run", "limits": rlimits}).encode()
             try:
-                socket.send_fds(self.ctl, [msg], [child.fileno()])
+                self._send_ctl(msg, [child.fileno()])
                 started = self._recv_ctl()
             finally:
                 child.close()
@@ -295,8 +329,7 @@ class Slot:
             self.last_reap = self._reap()
 
     def _reap(self) -> dict[str, Any]:
-        assert self.ctl is not None
-        self.ctl.send(json.dumps({"op": "reap"}).encode())
+        self._send_ctl(json.dumps({"op": "reap"}).encode())
         reaped = self._recv_ctl()
         if reaped.get("leaked"):
             raise SandboxError(f"{reaped['leaked']} sandboxed processes survived cleanup")

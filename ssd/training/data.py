@@ -208,12 +208,16 @@ def plan_step(examples: Sequence[Example], indices: Sequence[int], *, packing: b
         groups = [[i] for i in range(len(chosen))]
     rows = sorted((pack_row([chosen[i] for i in g]) for g in groups),
                   key=lambda r: -len(r.input_ids))
-    dealt = deal(rows, world_size, micro_batch_size, Row([pad_id], [IGNORE_INDEX], [0]))
+    # Two tokens: the shortest row with a prediction in it (an ignored one), so that a rank's
+    # filler micro-batch still runs the whole model, as every rank's must.
+    empty = Row([pad_id, pad_id], [IGNORE_INDEX, IGNORE_INDEX], [0, 1])
+    dealt = deal(rows, world_size, micro_batch_size, empty)
     padded = sum(len(chunk) * max(len(row.input_ids) for row in chunk)
                  for rank_chunks in dealt for chunk in rank_chunks)
     return StepBatch(
         micro_batches=[collate(chunk, pad_id) for chunk in dealt[rank]],
-        label_tokens=sum(sum(label != IGNORE_INDEX for label in e.labels) for e in chosen),
+        # A sequence's first token is never predicted (nothing precedes it in its sequence).
+        label_tokens=sum(sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in chosen),
         tokens=sum(len(e) for e in chosen),
         padded_tokens=padded,
     )

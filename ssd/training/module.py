@@ -63,11 +63,13 @@ class ResponseLoss(torch.nn.Module):
         targets = labels[:, 1:].reshape(-1)
         head = self.model.get_output_embeddings()
         total = hidden.new_zeros((), dtype=torch.float32)
+        # Every chunk goes through the head, even one with no supervised token (a prompt, or an
+        # empty row that keeps ranks in step): every rank must produce gradients for the same
+        # parameters, or FSDP's gradient reduction would not match across ranks.
         for start in range(0, targets.numel(), LOSS_CHUNK_TOKENS):
             piece = slice(start, start + LOSS_CHUNK_TOKENS)
-            if (targets[piece] != IGNORE_INDEX).any():
-                total = total + checkpoint(_chunk_loss, hidden[piece], targets[piece], head,
-                                           use_reentrant=False)
+            total = total + checkpoint(_chunk_loss, hidden[piece], targets[piece], head,
+                                       use_reentrant=False)
         return total
 
 
@@ -84,6 +86,7 @@ class SFTModule(L.LightningModule):
         self.bf16 = bf16
         self.automatic_optimization = False
         self.model: ResponseLoss | None = None
+        self._last_step_end: float | None = None
 
     def configure_model(self) -> None:
         """Load the HF model and shard it with FSDP2: each decoder layer, then the root."""
@@ -135,7 +138,10 @@ class SFTModule(L.LightningModule):
         schedule.step()
         # Every rank's share of the mean loss; their sum over ranks is the global mean.
         mean_loss = self.all_reduce_sum(loss_sum) / max(batch.label_tokens, 1)
-        seconds = time.perf_counter() - started
+        # Wall time from the previous step's end: data, hooks and logging count too.
+        now = time.perf_counter()
+        seconds = now - (self._last_step_end or started)
+        self._last_step_end = now
         self.log_dict({
             "train/loss": mean_loss,
             "train/lr": lr,

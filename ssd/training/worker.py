@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from ssd.training.export import HFExport
 from ssd.training.module import SFTModule
 
 CHECKPOINT_PREFIX = "step-"
+# Lightning's distributed checkpoints are folders whose non-tensor state (loops, schedulers) is
+# written last, by rank 0, into this file: a folder without it is a checkpoint cut short.
+CHECKPOINT_COMPLETE_FILE = "meta.pt"
 
 
 class StepDataset(Dataset):
@@ -75,10 +79,9 @@ class ResumeSampler(Sampler[int]):
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (a distributed checkpoint is complete once it has
-    ``.metadata``, which is written last)."""
+    """The newest complete checkpoint in ``folder``, if any."""
     complete = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*.ckpt")
-                if (p / ".metadata").exists() or p.is_file()]
+                if (p / CHECKPOINT_COMPLETE_FILE).exists()]
     return max(complete, key=lambda p: int(p.stem.removeprefix(CHECKPOINT_PREFIX)), default=None)
 
 
@@ -95,6 +98,10 @@ def _loggers(cfg: DictConfig, out: Path) -> list[Any]:
             mode=w.mode, id=cfg.identity, resume="allow",
             config=OmegaConf.to_container(cfg, resolve=True)))
     return loggers
+
+
+# Checkpoints after the optimizer step are exactly what resuming needs.
+warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
 def train(cfg: DictConfig) -> None:
