@@ -51,7 +51,7 @@ def _get(cfg: DictConfig, key: str) -> Any:
                           f"{str(error).splitlines()[0]})") from None
 
 
-def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], accepted: str) -> Any:
+def require(cfg: DictConfig, key: str, ok: Callable[[Any], bool], accepted: str) -> Any:
     value = _get(cfg, key)
     try:
         good = ok(value)
@@ -62,75 +62,75 @@ def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], accepted: str) 
     return value
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_decoding(cfg: DictConfig) -> None:
-    _check(cfg, "decoding.T", lambda v: _is_number(v) and v > 0,
+    require(cfg, "decoding.T", lambda v: is_number(v) and v > 0,
            "> 0 (temperature; 1.0 samples from the model as is)")
-    _check(cfg, "decoding.seed", _is_int, "an integer")
-    _check(cfg, "decoding.max_tokens", lambda v: v is None or (_is_int(v) and v >= 1),
+    require(cfg, "decoding.seed", is_int, "an integer")
+    require(cfg, "decoding.max_tokens", lambda v: v is None or (is_int(v) and v >= 1),
            "an integer >= 1, or null for up to the context limit")
-    _check(cfg, "decoding.n", lambda v: _is_int(v) and v >= 1,
+    require(cfg, "decoding.n", lambda v: is_int(v) and v >= 1,
            "an integer >= 1 (samples per prompt)")
 
 
 def check_truncation(cfg: DictConfig) -> None:
-    _check(cfg, "truncation.top_k", lambda v: v is None or (_is_int(v) and v >= 0),
+    require(cfg, "truncation.top_k", lambda v: v is None or (is_int(v) and v >= 0),
            "an integer >= 0 (0 or null disables top-k)")
-    _check(cfg, "truncation.top_p", lambda v: _is_number(v) and 0 < v <= 1,
+    require(cfg, "truncation.top_p", lambda v: is_number(v) and 0 < v <= 1,
            "in (0, 1] (1.0 disables top-p)")
-    _check(cfg, "truncation.min_p", lambda v: v is None or (_is_number(v) and 0 <= v < 1),
+    require(cfg, "truncation.min_p", lambda v: v is None or (is_number(v) and 0 <= v < 1),
            "in [0, 1) (0 disables min-p)")
 
 
 def check_model(cfg: DictConfig) -> None:
-    _check(cfg, "model.path", lambda v: isinstance(v, str) and v.strip() != "",
+    require(cfg, "model.path", lambda v: isinstance(v, str) and v.strip() != "",
            "a builtin (builtin:tiny, builtin:smollm2-135m), a local HF folder or a hub id")
-    _check(cfg, "model.dtype", lambda v: v in {"auto", "float32", "bfloat16", "float16"},
+    require(cfg, "model.dtype", lambda v: v in {"auto", "float32", "bfloat16", "float16"},
            "one of auto, float32, bfloat16, float16")
-    _check(cfg, "model.thinking", lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "model.thinking", lambda v: isinstance(v, bool), "true or false")
 
 
 def check_data(cfg: DictConfig) -> None:
-    path = _check(cfg, "data.path", lambda v: isinstance(v, str) and v != "",
+    path = require(cfg, "data.path", lambda v: isinstance(v, str) and v != "",
                   "a .json/.jsonl file or hub:<dataset id>")
     if not path.startswith("hub:"):
-        _check(cfg, "data.path", lambda v: Path(v).is_file(),
+        require(cfg, "data.path", lambda v: Path(v).is_file(),
                "an existing .json/.jsonl file (or hub:<dataset id>)")
-    _check(cfg, "data.field", lambda v: isinstance(v, str) and v != "",
+    require(cfg, "data.field", lambda v: isinstance(v, str) and v != "",
            "the name of the problem-statement field")
-    _check(cfg, "data.limit", lambda v: v is None or (_is_int(v) and v >= 1),
+    require(cfg, "data.limit", lambda v: v is None or (is_int(v) and v >= 1),
            "an integer >= 1, or null for the whole pool")
 
 
 def check_engine(cfg: DictConfig) -> None:
-    _check(cfg, "engine.tensor_parallel_size", lambda v: _is_int(v) and v >= 1,
+    require(cfg, "engine.tensor_parallel_size", lambda v: is_int(v) and v >= 1,
            "an integer >= 1")
-    _check(cfg, "engine.gpu_memory_utilization", lambda v: _is_number(v) and 0 < v <= 1,
+    require(cfg, "engine.gpu_memory_utilization", lambda v: is_number(v) and 0 < v <= 1,
            "in (0, 1]")
-    _check(cfg, "engine.max_model_len", lambda v: v is None or (_is_int(v) and v >= 16),
+    require(cfg, "engine.max_model_len", lambda v: v is None or (is_int(v) and v >= 16),
            "an integer >= 16, or null for the model's own")
-    _check(cfg, "engine.max_num_seqs", lambda v: v is None or (_is_int(v) and v >= 1),
+    require(cfg, "engine.max_num_seqs", lambda v: v is None or (is_int(v) and v >= 1),
            "an integer >= 1, or null")
-    _check(cfg, "engine.cpu_kv_cache_gib", lambda v: _is_number(v) and v > 0, "> 0 (GiB)")
+    require(cfg, "engine.cpu_kv_cache_gib", lambda v: is_number(v) and v > 0, "> 0 (GiB)")
 
 
 def check_filter(cfg: DictConfig) -> None:
     for key in ("filter.drop_empty", "filter.drop_single_line"):
-        _check(cfg, key, lambda v: isinstance(v, bool), "true or false")
-    _check(cfg, "filter.drop_shortest_fraction", lambda v: _is_number(v) and 0 <= v < 1,
+        require(cfg, key, lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "filter.drop_shortest_fraction", lambda v: is_number(v) and 0 <= v < 1,
            "in [0, 1) (0 keeps all lengths)")
 
 
 def check_shard(cfg: DictConfig) -> None:
-    count = _check(cfg, "shard.count", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _check(cfg, "shard.index", lambda v: _is_int(v) and 0 <= v < count,
+    count = require(cfg, "shard.count", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(cfg, "shard.index", lambda v: is_int(v) and 0 <= v < count,
            f"an integer in [0, shard.count={count})")
 
 
@@ -143,43 +143,43 @@ def config_hash(cfg: DictConfig, keys: list[str]) -> str:
 
 
 def check_sft_data(cfg: DictConfig) -> None:
-    _check(cfg, "data.samples", lambda v: isinstance(v, str) and Path(v).is_file(),
+    require(cfg, "data.samples", lambda v: isinstance(v, str) and Path(v).is_file(),
            "an existing train.jsonl written by generate.py (data.samples=<run>/train.jsonl)")
-    _check(cfg, "data.packing", lambda v: isinstance(v, bool), "true or false")
-    _check(cfg, "data.overlong", lambda v: v in {"truncate", "drop"}, "truncate or drop")
+    require(cfg, "data.packing", lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "data.overlong", lambda v: v in {"truncate", "drop"}, "truncate or drop")
 
 
 def check_optimizer(cfg: DictConfig) -> None:
-    lr = _check(cfg, "optimizer.lr", lambda v: _is_number(v) and v > 0, "> 0")
-    _check(cfg, "optimizer.min_lr", lambda v: _is_number(v) and 0 <= v <= lr,
+    lr = require(cfg, "optimizer.lr", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, "optimizer.min_lr", lambda v: is_number(v) and 0 <= v <= lr,
            f"in [0, optimizer.lr={lr}]")
-    _check(cfg, "optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+    require(cfg, "optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
            "two numbers in [0, 1), e.g. [0.9, 0.95]")
-    _check(cfg, "optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, ">= 0")
-    _check(cfg, "optimizer.eps", lambda v: _is_number(v) and v > 0, "> 0")
-    _check(cfg, "optimizer.warmup_steps", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+    require(cfg, "optimizer.weight_decay", lambda v: is_number(v) and v >= 0, ">= 0")
+    require(cfg, "optimizer.eps", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, "optimizer.warmup_steps", lambda v: is_int(v) and v >= 0, "an integer >= 0")
 
 
 def check_trainer(cfg: DictConfig) -> None:
     for key in ("trainer.max_steps", "trainer.global_batch_size", "trainer.micro_batch_size",
                 "trainer.save_every_n_steps", "trainer.num_nodes"):
-        _check(cfg, key, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _check(cfg, "trainer.max_seq_len", lambda v: _is_int(v) and v >= 16, "an integer >= 16")
-    _check(cfg, "trainer.gradient_clip_val", lambda v: v is None or (_is_number(v) and v > 0),
+        require(cfg, key, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(cfg, "trainer.max_seq_len", lambda v: is_int(v) and v >= 16, "an integer >= 16")
+    require(cfg, "trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and v > 0),
            "> 0, or null for no clipping")
-    _check(cfg, "trainer.precision", lambda v: v in {"auto", "bf16", "fp32"},
+    require(cfg, "trainer.precision", lambda v: v in {"auto", "bf16", "fp32"},
            "one of auto, bf16, fp32")
-    _check(cfg, "trainer.activation_checkpointing", lambda v: isinstance(v, bool),
+    require(cfg, "trainer.activation_checkpointing", lambda v: isinstance(v, bool),
            "true or false")
-    _check(cfg, "trainer.devices", lambda v: v == "auto" or (_is_int(v) and v >= 1),
+    require(cfg, "trainer.devices", lambda v: v == "auto" or (is_int(v) and v >= 1),
            "auto or an integer >= 1 (processes per node)")
-    _check(cfg, "trainer.seed", _is_int, "an integer")
+    require(cfg, "trainer.seed", is_int, "an integer")
 
 
 def check_logger(cfg: DictConfig) -> None:
     if _get(cfg, "logger.wandb") is not None:
-        _check(cfg, "logger.wandb.mode", lambda v: v in {"offline", "online", "disabled"},
+        require(cfg, "logger.wandb.mode", lambda v: v in {"offline", "online", "disabled"},
                "offline, online or disabled")
-        _check(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
+        require(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
                "a W&B project name")
-    _check(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny model (built once, cached) and Hydra composition for in-process runs."""
+"""Shared fixtures: the tiny model (built once, cached) and Hydra composition for in-process
+runs."""
 
 from __future__ import annotations
 

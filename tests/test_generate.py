@@ -64,7 +64,8 @@ def test_generate_writes_samples_train_set_and_record(tmp_path):
 
 def test_same_seed_same_samples_whatever_the_batch(tmp_path):
     """Per-sample seeds: a different batch size and a different prompt order give the same text."""
-    a = run_in_process([*BASE, "decoding.max_tokens=32", "decoding.n=2", f"output_dir={tmp_path}/a"])
+    a = run_in_process([*BASE, "decoding.max_tokens=32", "decoding.n=2",
+                        f"output_dir={tmp_path}/a"])
     sharded = [*BASE, "decoding.max_tokens=32", "decoding.n=2", f"output_dir={tmp_path}/b",
                "shard.count=2"]
     run_in_process([*sharded, "shard.index=1"])

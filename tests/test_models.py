@@ -59,5 +59,5 @@ def test_bad_model_paths(path, message):
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
         resolve_model_path(str(tmp_path))

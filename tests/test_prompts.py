@@ -58,7 +58,7 @@ def test_bad_jsonl_line_is_reported_with_its_number(tmp_path):
 def test_missing_field_names_the_fix(tmp_path):
     path = tmp_path / "pool.json"
     path.write_text(json.dumps([{"question": "a"}]))
-    with pytest.raises(DataError, match="has no field 'problem'; set data.field"):
+    with pytest.raises(DataError, match=r"has no field 'problem'; set data\.field"):
         load_pool(str(path), "problem")
 
 

@@ -29,7 +29,7 @@ def samples(tmp_path_factory) -> Path:
     run_generation(compose("generate", [
         "model=tiny", "data.limit=32", "decoding.n=2", "decoding.max_tokens=96",
         "engine.enforce_eager=true", "progress=false", f"output_dir={out}"]))
-    assert sum(1 for _ in open(out / "train.jsonl")) >= 8
+    assert len((out / "train.jsonl").read_text().splitlines()) >= 8
     return out / "train.jsonl"
 
 
@@ -132,7 +132,7 @@ def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_the_same_weights(
 
 def test_multirun_over_sample_files_gives_independent_runs(samples, tmp_path):
     other = tmp_path / "other.jsonl"
-    other.write_text("".join(open(samples).readlines()[:6]))
+    other.write_text("".join(samples.read_text().splitlines(keepends=True)[:6]))
     command = train_command(samples, None, "trainer.max_steps=2", "logger=none")
     command[command.index(f"data.samples={samples}")] = f"data.samples={samples},{other}"
     run([*command, "-m"], tmp_path)

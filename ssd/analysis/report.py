@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.analysis import teff, tokens, toy
-from ssd.config import ConfigError, _check, _is_int, _is_number
+from ssd.config import ConfigError, is_int, is_number, require
 from ssd.data.prompts import DataError, chat_messages, load_pool
 
 COMMANDS = ("toy", "tokens", "teff")
@@ -34,7 +34,7 @@ COMMANDS = ("toy", "tokens", "teff")
 
 def run_analysis(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     """Validate ``cfg.command`` and run it, writing into ``out``; returns the JSON's payload."""
-    command = _check(cfg, "command", lambda v: v in COMMANDS, "one of " + ", ".join(COMMANDS))
+    command = require(cfg, "command", lambda v: v in COMMANDS, "one of " + ", ".join(COMMANDS))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     runner = {"toy": run_toy, "tokens": run_tokens, "teff": run_teff}[command]
@@ -86,57 +86,57 @@ def run_toy(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 def _is_temperature_list(value: Any) -> bool:
     return (isinstance(value, ListConfig | list) and len(value) > 0
-            and all(_is_number(v) and v > 0 for v in value))
+            and all(is_number(v) and v > 0 for v in value))
 
 
 def _optional_top_k(value: Any) -> bool:
-    return value is None or (_is_int(value) and value >= 0)
+    return value is None or (is_int(value) and value >= 0)
 
 
 def _is_bin_edges(value: Any) -> bool:
     edges = list(value) if isinstance(value, ListConfig | list) else []
-    return (len(edges) >= 2 and all(_is_number(v) and 0 <= v <= 1 for v in edges)
+    return (len(edges) >= 2 and all(is_number(v) and 0 <= v <= 1 for v in edges)
             and all(a < b for a, b in itertools.pairwise(edges)))
 
 
 def validate_tokens(cfg: DictConfig) -> None:
     """Every key command=tokens reads, checked before any model is loaded."""
     for key in ("base.path", "ssd.path"):
-        _check(cfg, key, lambda v: isinstance(v, str) and v.strip() != "",
+        require(cfg, key, lambda v: isinstance(v, str) and v.strip() != "",
                "a builtin (builtin:tiny, builtin:smollm2-135m), a local HF folder or a hub id")
     checks.check_model(cfg)
     checks.check_truncation(cfg)
-    samples = _check(cfg, "tokens.samples",
+    samples = require(cfg, "tokens.samples",
                      lambda v: v is None or (isinstance(v, str) and Path(v).is_file()),
                      "null (sample from the base model) or an existing samples.jsonl file")
     if samples is None:
         checks.check_data(cfg)
     else:
-        _check(cfg, "data.limit", lambda v: v is None or (_is_int(v) and v >= 1),
+        require(cfg, "data.limit", lambda v: v is None or (is_int(v) and v >= 1),
                "an integer >= 1, or null for every record")
-    _check(cfg, "tokens.max_new_tokens", lambda v: _is_int(v) and v >= 1,
+    require(cfg, "tokens.max_new_tokens", lambda v: is_int(v) and v >= 1,
            "an integer >= 1 (continuation tokens per prompt)")
-    _check(cfg, "tokens.continuation.T", lambda v: _is_number(v) and v >= 0,
+    require(cfg, "tokens.continuation.T", lambda v: is_number(v) and v >= 0,
            ">= 0 (0 samples greedily)")
-    _check(cfg, "tokens.continuation.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
-    _check(cfg, "tokens.continuation.top_p", lambda v: _is_number(v) and 0 < v <= 1,
+    require(cfg, "tokens.continuation.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
+    require(cfg, "tokens.continuation.top_p", lambda v: is_number(v) and 0 < v <= 1,
            "in (0, 1] (1.0 disables top-p)")
-    _check(cfg, "tokens.continuation.seed", _is_int, "an integer")
-    _check(cfg, "tokens.t_grid", _is_temperature_list,
+    require(cfg, "tokens.continuation.seed", is_int, "an integer")
+    require(cfg, "tokens.t_grid", _is_temperature_list,
            "a non-empty list of temperatures > 0, e.g. [0.5,1.0,1.5]")
-    _check(cfg, "tokens.ranks", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _check(cfg, "tokens.support.T", lambda v: _is_number(v) and v > 0,
+    require(cfg, "tokens.ranks", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(cfg, "tokens.support.T", lambda v: is_number(v) and v > 0,
            "> 0 (the training-time temperature that defines S_s)")
-    _check(cfg, "tokens.support.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
-    _check(cfg, "tokens.support.top_p", lambda v: _is_number(v) and 0 < v <= 1,
+    require(cfg, "tokens.support.top_k", _optional_top_k, "an integer >= 0 (0 disables)")
+    require(cfg, "tokens.support.top_p", lambda v: is_number(v) and 0 < v <= 1,
            "in (0, 1] (1.0 disables top-p)")
-    _check(cfg, "tokens.lock_max_support", lambda v: _is_int(v) and v >= 1,
+    require(cfg, "tokens.lock_max_support", lambda v: is_int(v) and v >= 1,
            "an integer >= 1 (|S_s| at or below it is lock-like)")
-    _check(cfg, "tokens.matched.k", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _check(cfg, "tokens.matched.tolerance", lambda v: _is_number(v) and 0 <= v <= 1,
+    require(cfg, "tokens.matched.k", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(cfg, "tokens.matched.tolerance", lambda v: is_number(v) and 0 <= v <= 1,
            "in [0, 1] (largest top-k mass difference that counts as matched)")
-    _check(cfg, "tokens.matched.T", lambda v: _is_number(v) and v > 0, "> 0")
-    _check(cfg, "tokens.matched.bins", _is_bin_edges,
+    require(cfg, "tokens.matched.T", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, "tokens.matched.bins", _is_bin_edges,
            "an increasing list of at least 2 masses in [0, 1]")
 
 
@@ -318,7 +318,7 @@ def result_record(raw: Any, where: str) -> teff.ResultRecord:
     if group is None and raw.get("truncation") is not None:
         group = truncation_label(raw["truncation"])
     values = {"t_train": raw.get("t_train"), "t_eval": raw.get("t_eval"), "pass@1": pass_at_1}
-    bad = [k for k, v in values.items() if not (_is_number(v) and math.isfinite(v))]
+    bad = [k for k, v in values.items() if not (is_number(v) and math.isfinite(v))]
     if bad:
         raise ConfigError(f"teff.results: {where} lacks a number for {', '.join(bad)} "
                           "(fields: t_train, t_eval, pass@1, group or truncation)")
@@ -364,10 +364,10 @@ def load_result_records(paths: Iterable[str | Path]) -> list[teff.ResultRecord]:
 
 def run_teff(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Quadratic fits of pass@1 against T_eff per group, plotted as Figure 3a."""
-    results = _check(cfg, "teff.results",
+    results = require(cfg, "teff.results",
                      lambda v: isinstance(v, ListConfig | list) and len(v) > 0,
                      "a non-empty list of result files or folders, e.g. [runs/evaluate]")
-    baseline = _check(cfg, "teff.baseline", lambda v: v is None or _is_number(v),
+    baseline = require(cfg, "teff.baseline", lambda v: v is None or is_number(v),
                       "null or a number (the base model's pass@1)")
     records = load_result_records(list(results))
     fits = teff.fit_groups(records)

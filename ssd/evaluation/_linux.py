@@ -45,14 +45,14 @@ _libc.prctl.argtypes = [
 ]
 
 
-def _check(rc: int, what: str) -> None:
+def require(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
+    require(_libc.unshare(flags), "unshare")
 
 
 def mount(
@@ -61,11 +61,11 @@ def mount(
     def enc(s: str | None) -> bytes | None:
         return None if s is None else os.fsencode(s)
 
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+    require(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
 def prctl(option: int, arg: int = 0) -> None:
-    _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+    require(_libc.prctl(option, arg, 0, 0, 0), "prctl")
 
 
 class _CapHeader(ctypes.Structure):
@@ -88,4 +88,4 @@ def drop_capabilities() -> None:
     """
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    require(_libc.capset(ctypes.byref(header), data), "capset")
