@@ -55,33 +55,46 @@ def train_py_rate(samples: Path, out: Path, args: argparse.Namespace) -> list[fl
         return [float(row["train/tokens_per_s"]) for row in csv.DictReader(handle)]
 
 
-def bare_rate(samples: Path, args: argparse.Namespace) -> list[float]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class BareLoop:
+    """The baseline: the same packed micro-batches, loss, clipping and AdamW, nothing else."""
 
-    from ssd.models import resolve_model_path
-    from ssd.training.data import plan_step, read_training_set, render, step_indices
-    from ssd.training.module import ResponseLoss
+    def __init__(self, samples: Path, args: argparse.Namespace) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model_path(f"builtin:{args.model}")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    examples = [render(tokenizer, m, tokenizer.eos_token_id) for m in read_training_set(samples)]
-    model = ResponseLoss(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-6, betas=(0.9, 0.95),
-                                  weight_decay=0.1)
-    rates = []
-    for step in range(args.steps):
-        batch = plan_step(examples, step_indices(len(examples), args.global_batch, step, 0),
-                          packing=True, max_seq_len=args.max_seq_len, micro_batch_size=1,
-                          rank=0, world_size=1, pad_id=tokenizer.pad_token_id or 0)
-        start = time.perf_counter()
-        for micro in batch.micro_batches:
-            (model(**micro) / batch.label_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        rates.append(batch.tokens / (time.perf_counter() - start))
-    return rates
+        from ssd.models import resolve_model_path
+        from ssd.training.data import read_training_set, render
+        from ssd.training.module import ResponseLoss
+
+        path = resolve_model_path(f"builtin:{args.model}")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.examples = [render(self.tokenizer, m, self.tokenizer.eos_token_id)
+                         for m in read_training_set(samples)]
+        self.model = ResponseLoss(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=5e-6, betas=(0.9, 0.95),
+                                           weight_decay=0.1)
+        self.args = args
+
+    def rates(self, steps: range) -> list[float]:
+        import torch
+
+        from ssd.training.data import plan_step, step_indices
+
+        rates = []
+        for step in steps:
+            indices = step_indices(len(self.examples), self.args.global_batch, step, 0)
+            start = time.perf_counter()
+            batch = plan_step(self.examples, indices, packing=True,
+                              max_seq_len=self.args.max_seq_len, micro_batch_size=1, rank=0,
+                              world_size=1, pad_id=self.tokenizer.pad_token_id or 0)
+            for micro in batch.micro_batches:
+                (self.model(**micro) / batch.label_tokens).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            rates.append(batch.tokens / (time.perf_counter() - start))
+        return rates
 
 
 def useful_fractions(seed: int = 0) -> tuple[float, float]:
@@ -104,16 +117,20 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--global-batch", type=int, default=8)
-    parser.add_argument("--max-seq-len", type=int, default=2048)
+    parser.add_argument("--global-batch", type=int, default=4)
+    parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "train.jsonl"
         chat_samples(samples, args.samples)
+        # Bare steps before and after train.py, so both sides see the same machine load.
+        bare_loop = BareLoop(samples, args)
+        half = args.steps // 2
+        bare = bare_loop.rates(range(half))[args.warmup:]
         ours = train_py_rate(samples, Path(tmp) / "run", args)[args.warmup:]
-        bare = bare_rate(samples, args)[args.warmup:]
+        bare += bare_loop.rates(range(half, args.steps))
     ours_median, bare_median = statistics.median(ours), statistics.median(bare)
     packed, padded = useful_fractions()
     print(f"model={args.model} steps={args.steps} (first {args.warmup} excluded) "

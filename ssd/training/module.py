@@ -104,7 +104,9 @@ class SFTModule(L.LightningModule):
         # bf16 compute and all-gathers, fp32 master weights and gradient reduction.
         policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                   if self.bf16 else MixedPrecisionPolicy())
+        model.train()  # from_pretrained returns eval mode
         wrapped = ResponseLoss(model)
+        # Sharded even on one rank: Lightning's distributed checkpoints (resume) need DTensors.
         for layer in model.get_decoder().layers:
             fully_shard(layer, mesh=mesh, mp_policy=policy)
         fully_shard(wrapped, mesh=mesh, mp_policy=policy)
