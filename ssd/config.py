@@ -183,3 +183,20 @@ def check_logger(cfg: DictConfig) -> None:
         require(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
                "a W&B project name")
     require(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")
+
+
+def claim_output_dir(out: Path, identity: str, key: str = "output_dir") -> None:
+    """Mark ``out`` as holding the run ``identity``; refuse a folder that holds another run.
+
+    Resuming appends to what a folder holds, so a folder written under a different config must
+    never be resumed into (its samples or checkpoints would mix with this run's).
+    """
+    marker = out / "identity.json"
+    if marker.exists():
+        found = json.loads(marker.read_text()).get("identity")
+        if found != identity:
+            raise ConfigError(f"{key}={out}: holds a run with a different config (identity "
+                              f"{found}, this one {identity}); choose another {key} or delete it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"identity": identity}) + "\n")

@@ -110,3 +110,12 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_samples(tmp_path):
     assert run["shards"][0]["resumed"] == written
     assert run["shards"][0]["generated"] == len(reference) - written
     assert run["shards"][0]["torn_bytes_repaired"] > 0
+
+
+def test_output_dir_of_another_config_is_refused(tmp_path):
+    from ssd.config import ConfigError
+
+    run_in_process([*BASE, "decoding.max_tokens=8", f"output_dir={tmp_path}/a"])
+    with pytest.raises(ConfigError, match="holds a run with a different config"):
+        run_in_process([*BASE, "decoding.max_tokens=8", "decoding.T=0.7",
+                        f"output_dir={tmp_path}/a"])

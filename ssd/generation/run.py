@@ -211,6 +211,7 @@ def run_generation(cfg: DictConfig) -> Path:
           f"shard {cfg.shard.index}/{cfg.shard.count}: {len(shard_prompts)} prompts "
           f"x {cfg.decoding.n} samples -> {out}")
     model_path = resolve_model_path(cfg.model.path)
+    checks.claim_output_dir(out, identity)
     files = ShardFiles.of(out, cfg.shard.index, cfg.shard.count)
     shard_counts = sample_shard(cfg, shard_prompts, model_path, files)
     write_json_atomic(files.record, {"status": "complete", "identity": identity,

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 SampleKey = tuple[str, int]
 
 
-def sample_key(record: dict[str, Any]) -> SampleKey:
-    return record["prompt_id"], record["sample_index"]
+def sample_key(record: dict[str, Any], id_field: str = "prompt_id") -> SampleKey:
+    return record[id_field], record["sample_index"]
 
 
 def repair(path: Path) -> int:
@@ -48,17 +48,19 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 class SampleWriter:
     """Appends records to a JSONL file; knows which keys it already holds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, id_field: str = "prompt_id") -> None:
+        # id_field: what names the prompt of a record (evaluation results use "question_id").
         self.path = path
+        self.id_field = id_field
         path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = repair(path)
         self.done: set[SampleKey] = set()
         if path.exists():
-            self.done = {sample_key(record) for record in read_records(path)}
+            self.done = {sample_key(record, id_field) for record in read_records(path)}
         self._handle: TextIO = open(path, "a")  # noqa: SIM115 (closed by close()/__exit__)
 
     def write(self, record: dict[str, Any]) -> None:
-        key = sample_key(record)
+        key = sample_key(record, self.id_field)
         if key in self.done:
             raise ValueError(f"{self.path}: sample {key} written twice")
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")

