@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -199,4 +200,7 @@ def claim_output_dir(out: Path, identity: str, key: str = "output_dir") -> None:
                               f"{found}, this one {identity}); choose another {key} or delete it")
         return
     out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"identity": identity}) + "\n")
+    # Atomic (several nodes of one run may claim the same shared folder at once).
+    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"identity": identity}) + "\n")
+    os.replace(tmp, marker)

@@ -7,6 +7,8 @@ Layout of a run directory::
     train.jsonl              the filtered SSD training set in chat `messages` format
     filter.json              the filter's settings and counts per reason
     run.json                 resolved config, counts, timings, versions; status "complete"
+    metrics.csv              the run's generate/... metrics as one CSV row (logger.csv)
+    wandb/                   one W&B run per job (logger.wandb; offline by default)
 
 Every sample has a seed derived from (decoding.seed, prompt_id, sample_index), so its text does not
 depend on what else is in the batch: a run killed at any point and restarted with the same config
@@ -26,9 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ssd import config as checks
+from ssd import tracking
 from ssd.data.prompts import Prompt, chat_messages, load_pool
 from ssd.generation.engine import EngineSettings, get_engine, sample_seed, sampling_params
-from ssd.generation.filter import filter_samples, training_record
+from ssd.generation.filter import EMPTY, SHORTEST, SINGLE_LINE, filter_samples, training_record
 from ssd.generation.samples import (
     SampleWriter,
     read_records,
@@ -40,12 +43,13 @@ from ssd.models.cache import file_lock
 
 # The values that decide which samples a run produces (its identity and directory name).
 SAMPLE_KEYS = ["model", "data", "decoding", "truncation", "engine.max_model_len"]
+STAGE = "generate"  # the prefix of this stage's logged metric names
 
 
 def validate(cfg: DictConfig) -> None:
     for check in (checks.check_model, checks.check_data, checks.check_decoding,
                   checks.check_truncation, checks.check_engine, checks.check_filter,
-                  checks.check_shard):
+                  checks.check_shard, checks.check_logger):
         check(cfg)
 
 
@@ -220,21 +224,85 @@ def run_generation(cfg: DictConfig) -> Path:
     with file_lock(out / ".merge.lock"):
         records = [ShardFiles.of(out, i, cfg.shard.count).record
                    for i in range(cfg.shard.count)]
-        if not all(r.exists() for r in records):
-            print(f"generate: shard {cfg.shard.index} done; waiting for the other shards")
-            return out
-        filter_report = _merge_and_filter(cfg, out, pool.prompts)
-        write_json_atomic(run_file, {
-            "status": "complete",
-            "identity": identity,
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "model_resolved": model_path,
-            "pool": {"records": pool.records_read, "duplicates_dropped": pool.duplicates_dropped,
-                     "empty_dropped": pool.empty_dropped, "prompts": len(pool.prompts)},
-            "shards": [json.loads(r.read_text())["counts"] for r in records],
-            "filter": filter_report,
-            "versions": _versions(),
-        })
+        last_shard = all(r.exists() for r in records)
+        if last_shard:
+            filter_report = _merge_and_filter(cfg, out, pool.prompts)
+            write_json_atomic(run_file, {
+                "status": "complete",
+                "identity": identity,
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "model_resolved": model_path,
+                "pool": {"records": pool.records_read,
+                         "duplicates_dropped": pool.duplicates_dropped,
+                         "empty_dropped": pool.empty_dropped, "prompts": len(pool.prompts)},
+                "shards": [json.loads(r.read_text())["counts"] for r in records],
+                "filter": filter_report,
+                "versions": _versions(),
+            })
+    # Logged outside the merge lock: W&B online can take seconds, and the other shards wait on it.
+    if not last_shard:
+        print(f"generate: shard {cfg.shard.index} done; waiting for the other shards")
+        log_metrics(cfg, out, identity, shard_counts, None)
+        return out
     print(f"generate: {filter_report['samples']} samples, {filter_report['kept']} kept for "
           f"training ({filter_report['dropped'] or 'none dropped'}); outputs in {out}")
+    log_metrics(cfg, out, identity, shard_counts, filter_report)
     return out
+
+
+# -- logging ------------------------------------------------------------------------------------
+def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | None
+                 ) -> dict[str, float]:
+    """Stage-prefixed scalars of one job: what it sampled and how fast (every job), and the whole
+    run's sample, kept and dropped counts (the job that merged and filtered)."""
+    p = STAGE
+    seconds = shard_counts.get("seconds", 0.0)
+    generated = shard_counts.get("generated", 0)
+    tokens = shard_counts.get("completion_tokens", 0)
+    flat: dict[str, float] = {
+        f"{p}/generated": generated,  # sampled by this job (a resumed run skips the rest)
+        f"{p}/resumed": shard_counts.get("resumed", 0),
+        f"{p}/prompt_tokens": shard_counts.get("prompt_tokens", 0),
+        f"{p}/completion_tokens": tokens,
+        f"{p}/seconds": seconds,
+        # Wall-clock rates of the job's sampling (engine start included): what a run costs.
+        f"{p}/samples_per_s": generated / seconds if seconds > 0 else 0.0,
+        f"{p}/tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+    }
+    for key, value in shard_counts.items():
+        if key.startswith("finish_"):
+            flat[f"{p}/finish/{key.removeprefix('finish_')}"] = value
+    if filter_report is not None:
+        dropped = filter_report["dropped"]
+        flat[f"{p}/samples"] = filter_report["samples"]
+        flat[f"{p}/kept"] = filter_report["kept"]
+        flat[f"{p}/kept_completion_tokens"] = filter_report["kept_completion_tokens"]
+        flat[f"{p}/dropped"] = sum(dropped.values())
+        # Every rule's count, zeros included, so runs share the same chart keys.
+        for reason in sorted({EMPTY, SINGLE_LINE, SHORTEST, *dropped}):
+            flat[f"{p}/dropped/{reason}"] = dropped.get(reason, 0)
+    return flat
+
+
+def filter_table(filter_report: dict[str, Any]) -> tracking.Table:
+    """The filter's outcome per sample as a table: kept, then each drop reason."""
+    total = max(filter_report["samples"], 1)
+    rows = [["kept", filter_report["kept"], filter_report["kept"] / total]]
+    for reason in sorted({EMPTY, SINGLE_LINE, SHORTEST, *filter_report["dropped"]}):
+        count = filter_report["dropped"].get(reason, 0)
+        rows.append([f"dropped/{reason}", count, count / total])
+    return ["outcome", "samples", "fraction"], rows
+
+
+def log_metrics(cfg: DictConfig, out: Path, identity: str, shard_counts: dict[str, Any],
+                filter_report: dict[str, Any] | None) -> None:
+    """The logger group's outputs for this job: one W&B run (per shard when sharded, under the
+    run's identity so a recomputation resumes it) and, from the job that filtered, metrics.csv."""
+    flat = flat_metrics(shard_counts, filter_report)
+    if filter_report is not None and cfg.logger.csv:
+        tracking.write_csv(out / "metrics.csv", flat)
+    count = cfg.shard.count
+    suffix = "" if count == 1 else f"-shard{cfg.shard.index:05d}-of-{count:05d}"
+    tables = {} if filter_report is None else {f"{STAGE}/filter": filter_table(filter_report)}
+    tracking.log_wandb(cfg, out, stage=STAGE, run_id=f"{STAGE}-{identity}{suffix}",
+                       metrics=flat, tables=tables, name=out.name + suffix)

@@ -68,7 +68,8 @@ def rendezvous(num_nodes: int, identity: str) -> list[str]:
         raise checks.ConfigError(
             f"trainer.num_nodes={num_nodes}: needs NODE_RANK and MASTER_ADDR (or a SLURM "
             "allocation) to find the other nodes; launch one train.py job per node")
-    port = os.environ.get("MASTER_PORT", "29500")
+    # Distinct per SLURM job, so two runs whose first node coincides do not collide.
+    port = os.environ.get("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", 0)) % 2000))
     return [f"--nnodes={num_nodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
             f"--rdzv-endpoint={address}:{port}", f"--rdzv-id={identity}"]
 
@@ -89,7 +90,11 @@ def run_training(cfg: DictConfig) -> Path:
         resolved.model_resolved = model_path
         resolved.data.samples = str(Path(cfg.data.samples).resolve())
     checks.claim_output_dir(out, identity)
-    OmegaConf.save(resolved, out / "config.yaml")
+    # Every node of a multi-node run writes the same config: atomically, so no rank reads a
+    # half-written file on a shared filesystem.
+    staged = out / f"config.yaml.{os.getpid()}.tmp"
+    OmegaConf.save(resolved, staged)
+    os.replace(staged, out / "config.yaml")
 
     nproc = processes_per_node(cfg.trainer.devices)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
