@@ -23,7 +23,6 @@ a sweep varies (T, top-k, top-p, seed, n, max_tokens) is part of the engine's se
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import queue
@@ -58,6 +57,7 @@ from ssd.generation.engine import get_engine, sample_seed, sampling_params
 from ssd.generation.run import engine_settings
 from ssd.generation.samples import SampleWriter, read_records, write_json_atomic
 from ssd.models import resolve_model_path
+from ssd.tracking import log_wandb, write_csv
 
 STAGE = "eval"  # prefix of every logged metric name
 FORMATS = ("lcb_offline", "lcb", "humaneval")
@@ -428,46 +428,13 @@ def _sample_and_check(cfg: DictConfig, jobs: list[Job], model_path: str, checker
 
 
 # -- logging ------------------------------------------------------------------------------------
-def hydra_job() -> tuple[Path | None, str | None]:
-    """This Hydra job's output folder, and for multirun jobs a name for the sweep."""
+def hydra_job_dir() -> Path | None:
+    """This Hydra job's output folder (None when not run by Hydra, e.g. in-process tests)."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None
-    hydra = HydraConfig.get()
-    job_dir = Path(hydra.runtime.output_dir)
-    if hydra.mode != RunMode.MULTIRUN:
-        return job_dir, None
-    # multirun/evaluate/<date>/<time> -> "evaluate_<date>_<time>": one W&B group per sweep.
-    parts = [p for p in Path(hydra.sweep.dir).parts if p.strip("/")]
-    return job_dir, "_".join(parts[-3:])
-
-
-def log_wandb(cfg: DictConfig, out: Path, identity: str, flat: dict[str, float],
-              group: str | None) -> dict[str, Any]:
-    """One W&B run per job (offline unless logger.wandb.mode says otherwise), grouped by sweep;
-    the run id is the evaluation's identity, so a recomputation updates the same run."""
-    import wandb
-
-    w = cfg.logger.wandb
-    run = wandb.init(project=w.project, entity=w.entity, group=w.group or group,
-                     name=out.name, dir=str(out.resolve()), mode=w.mode, id=f"eval-{identity}",
-                     resume="allow", job_type="evaluate", reinit="finish_previous",
-                     config=OmegaConf.to_container(cfg, resolve=True))
-    try:
-        run.log(flat)
-        run.summary.update(flat)
-        return {"project": w.project, "group": run.group, "id": run.id, "mode": w.mode}
-    finally:
-        run.finish()
-
-
-def write_csv(path: Path, flat: dict[str, float]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(flat))
-        writer.writeheader()
-        writer.writerow(flat)
+        return None
+    return Path(HydraConfig.get().runtime.output_dir)
 
 
 def _versions() -> dict[str, str]:
@@ -529,7 +496,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
     validate(cfg)
     identity = run_identity(cfg)
     out = output_dir(cfg, identity)
-    job_dir, sweep = hydra_job()
+    job_dir = hydra_job_dir()
     ks = [int(k) for k in cfg.eval.ks]
     metrics_file = out / "metrics.json"
     if metrics_file.exists():
@@ -585,8 +552,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
     flat = flat_metrics(metrics)
     if cfg.logger.csv:
         write_csv(out / "metrics.csv", flat)
-    if cfg.logger.wandb is not None:
-        payload["wandb"] = log_wandb(cfg, out, identity, flat, sweep)
+    payload["wandb"] = log_wandb(cfg, out, stage="evaluate", run_id=f"eval-{identity}",
+                                 metrics=flat)
     write_json_atomic(metrics_file, payload)
     _publish(job_dir, out, payload)
     overall = ", ".join(f"pass@{k} {metrics[f'pass@{k}']:.4f}" for k in metrics["ks"])
