@@ -38,7 +38,7 @@ endif
 
 # The main job on the embedded default model (SmolLM2-135M-Instruct, converted on first use).
 demo: setup
-	$(PY) generate.py data.limit=32
+	$(PY) demo.py $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,379 @@
+"""The demo: the whole SSD chain on one small model, each stage its real script in a subprocess.
+
+    generate.py  -> samples.jsonl, filter -> train.jsonl
+    train.py     -> checkpoints/, csv/metrics.csv, hf/final
+    evaluate.py  -> metrics.json, results.jsonl   (base model at its baseline decoding and the SSD
+                                                   model at T_eval, per benchmark)
+    report.md, loss.png, stages.json              (runs/demo/<model>/scale<s>-<hash>/)
+
+Why subprocesses: each stage is exactly what a user would run by hand (its output streams through,
+its one-line errors and exit codes stay its own), and one vLLM engine or torchrun job per process
+is how the stages are built. Why Hydra's compose API here: the driver composes each stage's config
+from the same overrides the subprocess gets and asks the stage's own ``output_dir`` where it will
+write, so it never parses their output, and "already complete" / "resume" stay the stages' own
+decisions (a killed demo run again picks every stage up where its run directory left it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ssd import config as checks
+from ssd.config import is_int, is_number, require
+
+REPO_ROOT = checks.REPO_ROOT
+CONF_DIR = REPO_ROOT / "conf"
+# What decides the demo's outputs (its directory name); not demo.estimate, which only informs.
+IDENTITY_KEYS = ["model", "demo.scale", "demo.generate", "demo.train", "demo.evaluate",
+                 "demo.engine", "demo.logger", "demo.extra"]
+STATE_FILE = "stages.json"
+REPORT_FILE = "report.md"
+LOSS_PNG = "loss.png"
+
+
+class StageFailed(RuntimeError):
+    """A stage script failed; its own output (above) says why. ``returncode`` is the demo's exit
+    status: the stage's, or 128 + the signal that ended it (as a shell reports it)."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(f"demo: {message}; fix the cause and run the same command again: "
+                         "finished stages are reused")
+        self.returncode = returncode if returncode > 0 else 128 - returncode if returncode else 1
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The demo's sizes after ``demo.scale``: what the stage overrides are made of."""
+
+    prompts: int
+    steps: int
+    problems: int
+    warmup_steps: int
+    save_every_n_steps: int
+
+
+@dataclass
+class StageRun:
+    """One stage invocation: its script, overrides and (composed) run directory."""
+
+    name: str                  # e.g. "generate", "train", "evaluate base humaneval"
+    script: str                # generate.py | train.py | evaluate.py
+    overrides: list[str]
+    run_dir: str
+    role: str | None = None    # evaluate only: "base" | "ssd"
+    benchmark: str | None = None
+    wall_s: float | None = None
+    returncode: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- validation and sizes (pure) ----------------------------------------------------------------
+def presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and all(
+        isinstance(v, str) for v in value)
+
+
+def check_demo(cfg: DictConfig) -> None:
+    """One-line errors naming the key, before anything starts."""
+    models = presets("model")
+    require(cfg, "model.name", lambda v: v in models, "a conf/model preset: " + ", ".join(models))
+    checks.check_model(cfg)
+    require(cfg, "demo.scale", lambda v: is_number(v) and v > 0,
+            "> 0 (multiplies prompts, steps and problems)")
+    pools = presets("data")
+    require(cfg, "demo.generate.data", lambda v: v in pools and v != "sft",
+            "a conf/data prompt pool: " + ", ".join(p for p in pools if p != "sft"))
+    for key in ("demo.generate.prompts", "demo.generate.max_tokens", "demo.train.steps",
+                "demo.train.global_batch_size", "demo.train.checkpoints",
+                "demo.evaluate.problems", "demo.evaluate.n", "demo.evaluate.max_tokens"):
+        require(cfg, key, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(cfg, "demo.train.max_seq_len", lambda v: is_int(v) and v >= 16, "an integer >= 16")
+    require(cfg, "demo.train.warmup_fraction", lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
+    require(cfg, "demo.train.activation_checkpointing", lambda v: isinstance(v, bool),
+            "true or false")
+    benches = presets("eval")
+    require(cfg, "demo.evaluate.benchmarks",
+            lambda v: len(v) >= 1 and len(set(v)) == len(v) and all(b in benches for b in v),
+            "a non-empty list of distinct conf/eval presets: " + ", ".join(benches))
+    require(cfg, "demo.engine.max_model_len", lambda v: v is None or (is_int(v) and v >= 16),
+            "an integer >= 16, or null for the model's own")
+    require(cfg, "demo.engine.enforce_eager", lambda v: isinstance(v, bool), "true or false")
+    loggers = presets("logger")
+    require(cfg, "demo.logger", lambda v: v in loggers, "one of " + ", ".join(loggers))
+    for stage in ("generate", "train", "evaluate"):
+        require(cfg, f"demo.extra.{stage}", _string_list,
+                "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
+    for key in ("stage_start_s", "generate_tokens_s", "train_tokens_s", "evaluate_tokens_s",
+                "prompt_tokens"):
+        require(cfg, f"demo.estimate.{key}", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, "demo.estimate.fill", lambda v: is_number(v) and 0 < v <= 1, "in (0, 1]")
+
+
+def scaled(base: int, scale: float) -> int:
+    """``base`` times ``scale``, rounded, at least 1."""
+    return max(1, round(base * scale))
+
+
+def sizes(cfg: DictConfig) -> Sizes:
+    d = cfg.demo
+    steps = scaled(d.train.steps, d.scale)
+    return Sizes(
+        prompts=scaled(d.generate.prompts, d.scale),
+        steps=steps,
+        problems=scaled(d.evaluate.problems, d.scale),
+        warmup_steps=math.ceil(d.train.warmup_fraction * steps),
+        # the last checkpoint lands on the last step: nothing is saved twice
+        save_every_n_steps=max(1, math.ceil(steps / d.train.checkpoints)),
+    )
+
+
+# -- the stages' overrides (pure) -----------------------------------------------------------------
+_PLAIN = re.compile(r"[\w./:+@-]+")
+
+
+def override_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (quoted when it holds anything unusual)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def model_overrides(model: Mapping[str, Any], preset: Mapping[str, Any]) -> list[str]:
+    """``model=<preset>`` plus every model key the demo's command line changed, so a stage
+    composes the same model the demo was given (e.g. ``model.path=<hub id>``)."""
+    changed = [f"model.{key}={override_value(value)}" for key, value in model.items()
+               if key != "name" and preset.get(key) != value]
+    return [f"model={model['name']}", *changed]
+
+
+def _model(cfg: DictConfig) -> list[str]:
+    preset = OmegaConf.load(CONF_DIR / "model" / f"{cfg.model.name}.yaml")
+    given = OmegaConf.to_container(cfg.model, resolve=True)
+    shipped = OmegaConf.to_container(preset, resolve=True)
+    assert isinstance(given, dict) and isinstance(shipped, dict)
+    return model_overrides(given, shipped)
+
+
+def _engine(cfg: DictConfig) -> list[str]:
+    e = cfg.demo.engine
+    length = "null" if e.max_model_len is None else str(e.max_model_len)
+    eager = str(e.enforce_eager).lower()
+    return [f"engine.max_model_len={length}", f"engine.enforce_eager={eager}"]
+
+
+def generate_overrides(cfg: DictConfig) -> list[str]:
+    """generate.py at the recipe's generation decoding (T_train, top-k, top-p), N = 1."""
+    g = cfg.demo.generate
+    return [*_model(cfg), f"data={g.data}", f"data.limit={sizes(cfg).prompts}",
+            f"decoding.max_tokens={g.max_tokens}", *_engine(cfg), *cfg.demo.extra.generate]
+
+
+def train_overrides(cfg: DictConfig, samples: str) -> list[str]:
+    """train.py on ``samples`` (generate's train.jsonl) with the demo's short schedule."""
+    t, s = cfg.demo.train, sizes(cfg)
+    return [*_model(cfg), f"data.samples={override_value(samples)}", f"trainer.max_steps={s.steps}",
+            f"trainer.global_batch_size={t.global_batch_size}",
+            f"trainer.max_seq_len={t.max_seq_len}",
+            f"trainer.save_every_n_steps={s.save_every_n_steps}",
+            f"trainer.activation_checkpointing={str(t.activation_checkpointing).lower()}",
+            f"optimizer.warmup_steps={s.warmup_steps}", f"logger={cfg.demo.logger}",
+            *cfg.demo.extra.train]
+
+
+def evaluate_overrides(cfg: DictConfig, benchmark: str, ssd_model: str | None) -> list[str]:
+    """evaluate.py on ``benchmark``: the base model at the recipe's baseline decoding
+    (``ssd_model`` None), or the SSD export at the default (T_eval) decoding."""
+    e = cfg.demo.evaluate
+    who = ["decoding=baseline", "truncation=baseline"] if ssd_model is None else [
+        f"model.path={override_value(ssd_model)}"]
+    return [*_model(cfg), *who, f"eval={benchmark}",
+            f"eval.limit={sizes(cfg).problems}", f"eval.n={e.n}",
+            f"decoding.max_tokens={e.max_tokens}", *_engine(cfg), f"logger={cfg.demo.logger}",
+            *cfg.demo.extra.evaluate]
+
+
+def estimate_seconds(cfg: DictConfig) -> dict[str, float]:
+    """A from-scratch time estimate per stage at the rates under ``demo.estimate``."""
+    d, r, s = cfg.demo, cfg.demo.estimate, sizes(cfg)
+    sampled = s.prompts * d.generate.max_tokens * r.fill
+    sequence = min(d.train.max_seq_len, r.prompt_tokens + d.generate.max_tokens * r.fill)
+    trained = s.steps * d.train.global_batch_size * sequence
+    per_eval = s.problems * d.evaluate.n * d.evaluate.max_tokens * r.fill / r.evaluate_tokens_s
+    runs = 2 * len(d.evaluate.benchmarks)
+    return {
+        "generate": r.stage_start_s + sampled / r.generate_tokens_s,
+        "train": r.stage_start_s + trained / r.train_tokens_s,
+        "evaluate": runs * (r.stage_start_s + per_eval),
+    }
+
+
+def demo_dir(cfg: DictConfig) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    return (Path("runs") / "demo" / str(cfg.model.name)
+            / f"scale{cfg.demo.scale:g}-{checks.config_hash(cfg, IDENTITY_KEYS)}")
+
+
+# -- composing like the stages do ---------------------------------------------------------------
+def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """The config ``<config_name>.py`` will see for ``overrides``.
+
+    Inside demo.py's Hydra app the app's own config search path (conf/) is reused; elsewhere
+    (tests, library use) a temporary one is set up for the call."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def generate_dir(overrides: Sequence[str]) -> Path:
+    from ssd.generation import run as generation
+
+    cfg = compose_stage("generate", overrides)
+    generation.validate(cfg)  # fail in a second on a bad pool or value, not after minutes
+    return generation.output_dir(cfg)
+
+
+def train_dir(overrides: Sequence[str]) -> Path:
+    from ssd.training import run as training
+
+    return training.output_dir(compose_stage("train", overrides))
+
+
+def evaluate_dir(overrides: Sequence[str]) -> Path:
+    """Composed after training for the SSD model: the directory name depends on whether
+    model.path is an existing folder (``model_label``)."""
+    from ssd.evaluation import run as evaluation
+
+    cfg = compose_stage("evaluate", overrides)
+    evaluation.check_eval(cfg)
+    return evaluation.output_dir(cfg, evaluation.run_identity(cfg))
+
+
+# -- running ------------------------------------------------------------------------------------
+def run_stage(stage: StageRun, index: int, total: int) -> None:
+    """Run the stage's script in this process group (so Ctrl-C or a kill of the demo reaches it),
+    its output streaming straight through."""
+    command = [sys.executable, str(REPO_ROOT / stage.script), *stage.overrides]
+    print(f"\n=== demo [{index}/{total}] {stage.name}: {stage.run_dir}\n    "
+          + " ".join([Path(command[1]).name, *stage.overrides]), flush=True)
+    started = time.perf_counter()
+    returncode = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    stage.wall_s = round(time.perf_counter() - started, 3)
+    stage.returncode = returncode
+    if returncode != 0:
+        raise StageFailed(f"{stage.script} exited with status {returncode} (its output is above)",
+                          returncode)
+    print(f"=== demo [{index}/{total}] {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
+
+
+def _require_file(path: Path, stage: str) -> None:
+    if not path.is_file():
+        raise StageFailed(f"{stage} finished but {path} is missing", 1)
+
+
+def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: dict[str, float],
+                 started: float) -> None:
+    from ssd.generation.samples import write_json_atomic
+
+    write_json_atomic(out / STATE_FILE, {
+        "demo_dir": str(out),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "sizes": asdict(sizes(cfg)),
+        "estimate_s": {k: round(v, 1) for k, v in estimate.items()},
+        "stages": [asdict(s) for s in stages],
+        "wall_s": round(time.perf_counter() - started, 3),
+    })
+
+
+def format_duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def run_demo(cfg: DictConfig) -> Path:
+    """The whole chain; returns the demo directory (report.md inside)."""
+    from ssd.pipeline.report import load_records, write_report
+
+    check_demo(cfg)
+    started = time.perf_counter()
+    out = demo_dir(cfg)
+    benchmarks = list(cfg.demo.evaluate.benchmarks)
+    total = 2 + 2 * len(benchmarks)
+    estimate = estimate_seconds(cfg)
+    s = sizes(cfg)
+    print(f"demo: model={cfg.model.name}, scale {cfg.demo.scale:g}: {s.prompts} prompts, {s.steps} "
+          f"training steps of {cfg.demo.train.global_batch_size} sequences, {s.problems} "
+          f"problems x {cfg.demo.evaluate.n} samples on {', '.join(benchmarks)} (base and SSD) "
+          f"-> {out}")
+    print("demo: estimated from scratch at the rates in conf/demo.yaml (SmolLM2-135M, 2 CPU "
+          "cores): " + ", ".join(f"{k} ~{format_duration(v)}" for k, v in estimate.items())
+          + f"; total ~{format_duration(sum(estimate.values()))}. Finished stages are reused.",
+          flush=True)
+
+    # Every directory the first two stages will use is known before anything runs, and each
+    # evaluation is checked (benchmark files present) so bad input fails now, not in minutes.
+    gen_overrides = generate_overrides(cfg)
+    generated = generate_dir(gen_overrides)
+    samples = str(generated / "train.jsonl")
+    tr_overrides = train_overrides(cfg, samples)
+    trained = train_dir(tr_overrides)
+    ssd_model = str(trained / "hf" / "final")
+    for benchmark in benchmarks:
+        evaluate_dir(evaluate_overrides(cfg, benchmark, None))
+
+    stages = [StageRun("generate", "generate.py", gen_overrides, str(generated)),
+              StageRun("train", "train.py", tr_overrides, str(trained))]
+    out.mkdir(parents=True, exist_ok=True)
+    run_stage(stages[0], 1, total)
+    _require_file(generated / "train.jsonl", "generate.py")
+    _write_state(out, cfg, stages, estimate, started)
+    run_stage(stages[1], 2, total)
+    _require_file(Path(ssd_model) / "config.json", "train.py")
+    _write_state(out, cfg, stages, estimate, started)
+
+    for role, model in (("base", None), ("ssd", ssd_model)):
+        for benchmark in benchmarks:
+            overrides = evaluate_overrides(cfg, benchmark, model)
+            stage = StageRun(f"evaluate {role} {benchmark}", "evaluate.py", overrides,
+                             str(evaluate_dir(overrides)), role=role, benchmark=benchmark)
+            stages.append(stage)
+            run_stage(stage, len(stages), total)
+            _require_file(Path(stage.run_dir) / "metrics.json", "evaluate.py")
+            _write_state(out, cfg, stages, estimate, started)
+
+    records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
+    report = write_report(records, out, REPORT_FILE, LOSS_PNG)
+    _write_state(out, cfg, stages, estimate, started)
+    wall = time.perf_counter() - started
+    print("\ndemo: stage wall times: " + ", ".join(
+        f"{st.name} {format_duration(st.wall_s or 0)}" for st in stages)
+        + f"; total {format_duration(wall)}")
+    print(f"demo: report in {report}")
+    return out
+
