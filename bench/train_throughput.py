@@ -5,13 +5,16 @@
      ``train/tokens_per_s`` (non-padding tokens over wall time between step ends) from its CSV log;
    - a bare loop: the same packed micro-batches through the same loss, ``backward``,
      ``clip_grad_norm_``, ``AdamW.step`` — no Lightning, no FSDP, no logging.
-   The median over steps after the first ``--warmup`` of each is compared.
+   The two alternate over ``--rounds`` rounds of ``--steps`` steps each, so both see the same
+   machine; a round's rate is the median over its steps after the first ``--warmup``. Other
+   load on the machine only ever slows a round down, so the ratio of the best rounds is printed,
+   and the ratio of the medians over all rounds beside it.
 2. Packing. On length-skewed data (log-normal lengths), the fraction of computed tokens that are
    real (not padding) for one step, with packing and without it (micro-batches padded to their
    longest row).
 
     python bench/train_throughput.py                      # SmolLM2-135M
-    python bench/train_throughput.py --model tiny --steps 12
+    python bench/train_throughput.py --model tiny --steps 12 --rounds 5
 Targets (issue): throughput ratio >= 0.95; packing >= 0.95 useful tokens.
 """
 
@@ -115,29 +118,36 @@ def useful_fractions(seed: int = 0) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", choices=["tiny", "smollm2-135m"])
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--global-batch", type=int, default=4)
     parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
 
+    ours: list[float] = []  # each round's median step rate
+    bare: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "train.jsonl"
         chat_samples(samples, args.samples)
-        # Bare steps before and after train.py, so both sides see the same machine load.
         bare_loop = BareLoop(samples, args)
-        half = args.steps // 2
-        bare = bare_loop.rates(range(half))[args.warmup:]
-        ours = train_py_rate(samples, Path(tmp) / "run", args)[args.warmup:]
-        bare += bare_loop.rates(range(half, args.steps))
-    ours_median, bare_median = statistics.median(ours), statistics.median(bare)
+        for round_ in range(args.rounds):
+            bare.append(statistics.median(bare_loop.rates(range(args.steps))[args.warmup:]))
+            run = Path(tmp) / f"run-{round_}"
+            ours.append(statistics.median(train_py_rate(samples, run, args)[args.warmup:]))
+            print(f"round {round_}: train.py {ours[-1]:.1f}  bare {bare[-1]:.1f} tokens/s",
+                  flush=True)
     packed, padded = useful_fractions()
-    print(f"model={args.model} steps={args.steps} (first {args.warmup} excluded) "
-          f"global_batch={args.global_batch} max_seq_len={args.max_seq_len}")
-    print(f"train.py  : {ours_median:9.1f} trained tokens/s (median)")
-    print(f"bare loop : {bare_median:9.1f} trained tokens/s (median)")
-    print(f"throughput ratio: {ours_median / bare_median:.3f}  (target >= 0.95)")
+    print(f"model={args.model} rounds={args.rounds} x {args.steps} steps (first {args.warmup} "
+          f"excluded) global_batch={args.global_batch} max_seq_len={args.max_seq_len}")
+    print(f"train.py  : {max(ours):9.1f} trained tokens/s (best round)  "
+          f"{statistics.median(ours):9.1f} (median round)")
+    print(f"bare loop : {max(bare):9.1f} trained tokens/s (best round)  "
+          f"{statistics.median(bare):9.1f} (median round)")
+    print(f"throughput ratio: {max(ours) / max(bare):.3f} best rounds, "
+          f"{statistics.median(ours) / statistics.median(bare):.3f} median rounds  "
+          f"(target >= 0.95)")
     print(f"useful-token fraction on length-skewed data: packed {packed:.3f}  "
           f"unpacked (micro-batches of 8) {padded:.3f}  (target >= 0.95 packed)")
 

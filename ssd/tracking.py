@@ -35,7 +35,12 @@ def sweep_group() -> str | None:
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         return None
-    parts = [p for p in Path(hydra.sweep.dir).parts if p.strip("/")]
+    return group_of(Path(hydra.sweep.dir))
+
+
+def group_of(sweep_dir: Path) -> str:
+    """The W&B group of the multirun whose sweep directory is ``sweep_dir``."""
+    parts = [p for p in sweep_dir.parts if p.strip("/")]
     return "_".join(parts[-3:])
 
 

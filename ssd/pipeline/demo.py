@@ -6,24 +6,18 @@
                                                    model at T_eval, per benchmark)
     report.md, loss.png, stages.json              (runs/demo/<model>/scale<s>-<hash>/)
 
-Why subprocesses: each stage is exactly what a user would run by hand (its output streams through,
-its one-line errors and exit codes stay its own), and one vLLM engine or torchrun job per process
-is how the stages are built. Why Hydra's compose API here: the driver composes each stage's config
-from the same overrides the subprocess gets and asks the stage's own ``output_dir`` where it will
-write, so it never parses their output, and "already complete" / "resume" stay the stages' own
-decisions (a killed demo run again picks every stage up where its run directory left it).
+Each stage is run through ``stages.ensure``: reused when its run directory is complete, computed
+under a lock otherwise, resumed from its run directory after a kill (``stages.py`` says how and
+why). The driver composes each stage's config with Hydra's compose API from the same overrides
+the subprocess gets, so it never parses their output.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import subprocess
-import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +25,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.config import is_int, is_number, require
+from ssd.pipeline.stages import (
+    LockSettings,
+    StageRun,
+    driver_model_overrides,
+    ensure,
+    evaluate_stage,
+    generate_dir,
+    override_value,
+    presets,
+    train_dir,
+)
 
-REPO_ROOT = checks.REPO_ROOT
-CONF_DIR = REPO_ROOT / "conf"
 # What decides the demo's outputs (its directory name); not demo.estimate, which only informs.
 IDENTITY_KEYS = ["model", "demo.scale", "demo.generate", "demo.train", "demo.evaluate",
                  "demo.engine", "demo.logger", "demo.extra"]
 STATE_FILE = "stages.json"
 REPORT_FILE = "report.md"
 LOSS_PNG = "loss.png"
-
-
-class StageFailed(RuntimeError):
-    """A stage script failed; its own output (above) says why. ``returncode`` is the demo's exit
-    status: the stage's, or 128 + the signal that ended it (as a shell reports it)."""
-
-    def __init__(self, message: str, returncode: int) -> None:
-        super().__init__(f"demo: {message}; fix the cause and run the same command again: "
-                         "finished stages are reused")
-        self.returncode = returncode if returncode > 0 else 128 - returncode if returncode else 1
 
 
 @dataclass(frozen=True)
@@ -63,26 +56,7 @@ class Sizes:
     save_every_n_steps: int
 
 
-@dataclass
-class StageRun:
-    """One stage invocation: its script, overrides and (composed) run directory."""
-
-    name: str                  # e.g. "generate", "train", "evaluate base humaneval"
-    script: str                # generate.py | train.py | evaluate.py
-    overrides: list[str]
-    run_dir: str
-    role: str | None = None    # evaluate only: "base" | "ssd"
-    benchmark: str | None = None
-    wall_s: float | None = None
-    returncode: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 # -- validation and sizes (pure) ----------------------------------------------------------------
-def presets(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
 def _string_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str) and all(
         isinstance(v, str) for v in value)
@@ -143,39 +117,6 @@ def sizes(cfg: DictConfig) -> Sizes:
 
 
 # -- the stages' overrides (pure) -----------------------------------------------------------------
-_PLAIN = re.compile(r"[\w./:+@-]+")
-
-
-def override_value(value: Any) -> str:
-    """``value`` in Hydra's override grammar (quoted when it holds anything unusual)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value)
-    if _PLAIN.fullmatch(text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def model_overrides(model: Mapping[str, Any], preset: Mapping[str, Any]) -> list[str]:
-    """``model=<preset>`` plus every model key the demo's command line changed, so a stage
-    composes the same model the demo was given (e.g. ``model.path=<hub id>``)."""
-    changed = [f"model.{key}={override_value(value)}" for key, value in model.items()
-               if key != "name" and preset.get(key) != value]
-    return [f"model={model['name']}", *changed]
-
-
-def _model(cfg: DictConfig) -> list[str]:
-    preset = OmegaConf.load(CONF_DIR / "model" / f"{cfg.model.name}.yaml")
-    given = OmegaConf.to_container(cfg.model, resolve=True)
-    shipped = OmegaConf.to_container(preset, resolve=True)
-    assert isinstance(given, dict) and isinstance(shipped, dict)
-    return model_overrides(given, shipped)
-
-
 def _engine(cfg: DictConfig) -> list[str]:
     e = cfg.demo.engine
     length = "null" if e.max_model_len is None else str(e.max_model_len)
@@ -186,14 +127,15 @@ def _engine(cfg: DictConfig) -> list[str]:
 def generate_overrides(cfg: DictConfig) -> list[str]:
     """generate.py at the recipe's generation decoding (T_train, top-k, top-p), N = 1."""
     g = cfg.demo.generate
-    return [*_model(cfg), f"data={g.data}", f"data.limit={sizes(cfg).prompts}",
+    return [*driver_model_overrides(cfg), f"data={g.data}", f"data.limit={sizes(cfg).prompts}",
             f"decoding.max_tokens={g.max_tokens}", *_engine(cfg), *cfg.demo.extra.generate]
 
 
 def train_overrides(cfg: DictConfig, samples: str) -> list[str]:
     """train.py on ``samples`` (generate's train.jsonl) with the demo's short schedule."""
     t, s = cfg.demo.train, sizes(cfg)
-    return [*_model(cfg), f"data.samples={override_value(samples)}", f"trainer.max_steps={s.steps}",
+    return [*driver_model_overrides(cfg), f"data.samples={override_value(samples)}",
+            f"trainer.max_steps={s.steps}",
             f"trainer.global_batch_size={t.global_batch_size}",
             f"trainer.max_seq_len={t.max_seq_len}",
             f"trainer.save_every_n_steps={s.save_every_n_steps}",
@@ -208,7 +150,7 @@ def evaluate_overrides(cfg: DictConfig, benchmark: str, ssd_model: str | None) -
     e = cfg.demo.evaluate
     who = ["decoding=baseline", "truncation=baseline"] if ssd_model is None else [
         f"model.path={override_value(ssd_model)}"]
-    return [*_model(cfg), *who, f"eval={benchmark}",
+    return [*driver_model_overrides(cfg), *who, f"eval={benchmark}",
             f"eval.limit={sizes(cfg).problems}", f"eval.n={e.n}",
             f"decoding.max_tokens={e.max_tokens}", *_engine(cfg), f"logger={cfg.demo.logger}",
             *cfg.demo.extra.evaluate]
@@ -236,67 +178,7 @@ def demo_dir(cfg: DictConfig) -> Path:
             / f"scale{cfg.demo.scale:g}-{checks.config_hash(cfg, IDENTITY_KEYS)}")
 
 
-# -- composing like the stages do ---------------------------------------------------------------
-def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    """The config ``<config_name>.py`` will see for ``overrides``.
-
-    Inside demo.py's Hydra app the app's own config search path (conf/) is reused; elsewhere
-    (tests, library use) a temporary one is set up for the call."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name=config_name, overrides=list(overrides))
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
-
-
-def generate_dir(overrides: Sequence[str]) -> Path:
-    from ssd.generation import run as generation
-
-    cfg = compose_stage("generate", overrides)
-    generation.validate(cfg)  # fail in a second on a bad pool or value, not after minutes
-    return generation.output_dir(cfg)
-
-
-def train_dir(overrides: Sequence[str]) -> Path:
-    from ssd.training import run as training
-
-    return training.output_dir(compose_stage("train", overrides))
-
-
-def evaluate_dir(overrides: Sequence[str]) -> Path:
-    """Composed after training for the SSD model: the directory name depends on whether
-    model.path is an existing folder (``model_label``)."""
-    from ssd.evaluation import run as evaluation
-
-    cfg = compose_stage("evaluate", overrides)
-    evaluation.check_eval(cfg)
-    return evaluation.output_dir(cfg, evaluation.run_identity(cfg))
-
-
 # -- running ------------------------------------------------------------------------------------
-def run_stage(stage: StageRun, index: int, total: int) -> None:
-    """Run the stage's script in this process group (so Ctrl-C or a kill of the demo reaches it),
-    its output streaming straight through."""
-    command = [sys.executable, str(REPO_ROOT / stage.script), *stage.overrides]
-    print(f"\n=== demo [{index}/{total}] {stage.name}: {stage.run_dir}\n    "
-          + " ".join([Path(command[1]).name, *stage.overrides]), flush=True)
-    started = time.perf_counter()
-    returncode = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
-    stage.wall_s = round(time.perf_counter() - started, 3)
-    stage.returncode = returncode
-    if returncode != 0:
-        raise StageFailed(f"{stage.script} exited with status {returncode} (its output is above)",
-                          returncode)
-    print(f"=== demo [{index}/{total}] {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
-
-
-def _require_file(path: Path, stage: str) -> None:
-    if not path.is_file():
-        raise StageFailed(f"{stage} finished but {path} is missing", 1)
-
-
 def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: dict[str, float],
                  started: float) -> None:
     from ssd.generation.samples import write_json_atomic
@@ -344,35 +226,35 @@ def run_demo(cfg: DictConfig) -> Path:
     tr_overrides = train_overrides(cfg, samples)
     trained = train_dir(tr_overrides)
     ssd_model = str(trained / "hf" / "final")
-    for benchmark in benchmarks:
-        evaluate_dir(evaluate_overrides(cfg, benchmark, None))
+    base_evals = [evaluate_stage(f"evaluate base {b}", evaluate_overrides(cfg, b, None),
+                                 role="base", benchmark=b) for b in benchmarks]
 
     stages = [StageRun("generate", "generate.py", gen_overrides, str(generated)),
               StageRun("train", "train.py", tr_overrides, str(trained))]
     out.mkdir(parents=True, exist_ok=True)
-    run_stage(stages[0], 1, total)
-    _require_file(generated / "train.jsonl", "generate.py")
-    _write_state(out, cfg, stages, estimate, started)
-    run_stage(stages[1], 2, total)
-    _require_file(Path(ssd_model) / "config.json", "train.py")
-    _write_state(out, cfg, stages, estimate, started)
+    job = f"demo {out}"
 
-    for role, model in (("base", None), ("ssd", ssd_model)):
-        for benchmark in benchmarks:
-            overrides = evaluate_overrides(cfg, benchmark, model)
-            stage = StageRun(f"evaluate {role} {benchmark}", "evaluate.py", overrides,
-                             str(evaluate_dir(overrides)), role=role, benchmark=benchmark)
+    def run(stage: StageRun) -> None:
+        if stage not in stages:
             stages.append(stage)
-            run_stage(stage, len(stages), total)
-            _require_file(Path(stage.run_dir) / "metrics.json", "evaluate.py")
-            _write_state(out, cfg, stages, estimate, started)
+        ensure(stage, f"[{stages.index(stage) + 1}/{total}]", "demo", LockSettings(), job)
+        _write_state(out, cfg, stages, estimate, started)
+
+    run(stages[0])
+    run(stages[1])
+    for stage in base_evals:
+        run(stage)
+    for benchmark in benchmarks:  # composed now that the export exists (see evaluate_stage)
+        run(evaluate_stage(f"evaluate ssd {benchmark}",
+                           evaluate_overrides(cfg, benchmark, ssd_model), role="ssd",
+                           benchmark=benchmark))
 
     records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
     report = write_report(records, out, REPORT_FILE, LOSS_PNG)
     _write_state(out, cfg, stages, estimate, started)
     wall = time.perf_counter() - started
     print("\ndemo: stage wall times: " + ", ".join(
-        f"{st.name} {format_duration(st.wall_s or 0)}" for st in stages)
+        f"{st.name} {format_duration(st.wall_s) if st.computed else 'reused'}" for st in stages)
         + f"; total {format_duration(wall)}")
     print(f"demo: report in {report}")
     return out

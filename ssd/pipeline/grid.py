@@ -1,0 +1,213 @@
+"""The temperature grid (paper Section 3.4): one pipeline.py job per (T_train, truncation, T_eval).
+
+A job makes its cell's stages complete through ``stages.ensure`` (each computed at most once,
+whichever job or command needs it first) and writes ``cell.json`` into its Hydra job folder:
+
+    generate.py  at T_train and the training truncation          (shared by every T_eval)
+    train.py     on its train.jsonl                              (shared by every T_eval)
+    evaluate.py  each selected checkpoint at T_eval              (one per checkpoint and T_eval)
+    evaluate.py  the base model at T_eval (eval.base)            (shared by every T_train)
+
+``GridReport`` (a Hydra callback) reads the cells when the multirun ends and writes, into the
+sweep directory: ``grid.md`` and ``grid.json`` (pass@k of every (T_train, truncation, checkpoint,
+T_eval), the T_eff fits, the best cell against the base model's best decode-only setting),
+``teff.png`` (Figure 3a: best-checkpoint pass@1 against T_eff = T_train * T_eval, a quadratic fit
+per truncation) and ``heatmap_<truncation>.png`` (pass@1 over T_train x T_eval); with W&B on, the
+table as a W&B table in one run of the sweep's group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ssd import config as checks
+from ssd.config import is_int, is_number, require
+from ssd.pipeline.stages import (
+    LockSettings,
+    StageRun,
+    driver_model_overrides,
+    ensure,
+    evaluate_stage,
+    generate_dir,
+    override_value,
+    presets,
+    train_dir,
+)
+
+CELL_FILE = "cell.json"
+FINAL = "final"
+_EVERY = re.compile(r"^every_([1-9]\d*)$")
+# The driver's config-group choices every stage gets too (read from Hydra's runtime choices).
+FORWARDED_GROUPS = ("experiment", "logger")
+
+
+# -- validation and selection (pure) ------------------------------------------------------------
+def _string_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and all(
+        isinstance(v, str) for v in value)
+
+
+def check_grid(cfg: DictConfig) -> None:
+    """One-line errors naming the key, before any stage starts."""
+    models = presets("model")
+    require(cfg, "model.name", lambda v: v in models, "a conf/model preset: " + ", ".join(models))
+    checks.check_model(cfg)
+    for key in ("gen.T", "eval.T"):
+        require(cfg, key, lambda v: is_number(v) and v > 0, "a temperature > 0")
+    truncations = presets("truncation")
+    for key in ("gen.truncation", "eval.truncation"):
+        require(cfg, key, lambda v: v in truncations,
+                "a conf/truncation preset: " + ", ".join(truncations))
+    pools = [p for p in presets("data") if p != "sft"]
+    require(cfg, "gen.data", lambda v: v in pools, "a conf/data prompt pool: " + ", ".join(pools))
+    require(cfg, "gen.limit", lambda v: v is None or (is_int(v) and v >= 1),
+            "an integer >= 1, or null for the whole pool")
+    benches = presets("eval")
+    require(cfg, "eval.benchmark", lambda v: v in benches,
+            "a conf/eval preset: " + ", ".join(benches))
+    require(cfg, "eval.checkpoints",
+            lambda v: v in ("last", "all") or (isinstance(v, str) and bool(_EVERY.match(v))),
+            "last, all or every_<k> (k >= 1)")
+    require(cfg, "eval.base", lambda v: isinstance(v, bool), "true or false")
+    for stage in ("gen", "train", "eval"):
+        require(cfg, f"{stage}.overrides", _string_list,
+                "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
+    require(cfg, "lock.stale_after_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
+    require(cfg, "lock.heartbeat_s", lambda v: is_number(v) and 0 < v < cfg.lock.stale_after_s,
+            "> 0 and < lock.stale_after_s (a live lock would look stale)")
+    require(cfg, "lock.poll_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The optimizer step of an HF export folder name ``step-000250``; None for ``final``."""
+    return int(name.removeprefix("step-")) if name.startswith("step-") else None
+
+
+def select_checkpoints(exports: Sequence[str], spec: str) -> list[str]:
+    """The exports (``step-*`` and ``final`` folder names) that ``eval.checkpoints`` selects, in
+    training order: ``last`` the final one, ``all`` every one, ``every_<k>`` every k-th
+    intermediate one and the final one."""
+    steps = sorted((n for n in exports if checkpoint_step(n) is not None), key=checkpoint_step)
+    final = [FINAL] if FINAL in exports else []
+    if spec == "last":
+        return final
+    if spec == "all":
+        return steps + final
+    every = int(_EVERY.match(spec).group(1))  # type: ignore[union-attr]  (checked by check_grid)
+    return steps[every - 1::every] + final
+
+
+# -- the stages' overrides (pure given the choices) ---------------------------------------------
+def forwarded_choices() -> list[str]:
+    """``experiment=<name>`` and ``logger=<name>`` as this Hydra job chose them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    choices = HydraConfig.get().runtime.choices
+    return [f"{group}={choices[group]}" for group in FORWARDED_GROUPS
+            if choices.get(group) not in (None, "null")]
+
+
+def generate_overrides(cfg: DictConfig, choices: Sequence[str]) -> list[str]:
+    g = cfg.gen
+    return [*driver_model_overrides(cfg), *choices, f"data={g.data}",
+            f"data.limit={override_value(g.limit)}", f"decoding.T={override_value(g.T)}",
+            f"truncation={g.truncation}", *g.overrides]
+
+
+def train_overrides(cfg: DictConfig, choices: Sequence[str], samples: Path) -> list[str]:
+    return [*driver_model_overrides(cfg), *choices, f"data.samples={override_value(str(samples))}",
+            *cfg.train.overrides]
+
+
+def evaluate_overrides(cfg: DictConfig, choices: Sequence[str], model: Path | None) -> list[str]:
+    """The base model (``model`` None) or a checkpoint export at the cell's T_eval."""
+    e = cfg.eval
+    checkpoint = [] if model is None else [f"model.path={override_value(str(model))}"]
+    return [*driver_model_overrides(cfg), *checkpoint, *choices, f"eval={e.benchmark}",
+            f"decoding.T={override_value(e.T)}", f"truncation={e.truncation}", *e.overrides]
+
+
+# -- one cell ------------------------------------------------------------------------------------
+def _metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """What the grid reads from an evaluate.py metrics.json."""
+    return {"ks": record["ks"], "overall": record["overall"],
+            "per_difficulty": record["per_difficulty"], "problems": record["problems"],
+            "samples": record["samples"], "run_dir": record.get("run_dir")}
+
+
+def job_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Make every stage of this cell complete and write ``out/cell.json``; returns the cell."""
+    from ssd.generation.samples import write_json_atomic
+
+    check_grid(cfg)
+    lock = LockSettings(float(cfg.lock.stale_after_s), float(cfg.lock.heartbeat_s),
+                        float(cfg.lock.poll_s))
+    choices = forwarded_choices()
+    job = str(out)
+    label = f"[T_train {cfg.gen.T:g}, {cfg.gen.truncation}, T_eval {cfg.eval.T:g}]"
+    print(f"pipeline {label}: {cfg.model.name} on {cfg.gen.data} -> {cfg.eval.benchmark}; "
+          f"checkpoints: {cfg.eval.checkpoints}", flush=True)
+
+    # The generation, training and base-evaluation directories are known (and every config
+    # checked) before anything runs; a checkpoint's evaluation once the checkpoint exists.
+    gen_overrides = generate_overrides(cfg, choices)
+    generated = generate_dir(gen_overrides)
+    tr_overrides = train_overrides(cfg, choices, generated / "train.jsonl")
+    trained = train_dir(tr_overrides)
+    base = (evaluate_stage("evaluate base", evaluate_overrides(cfg, choices, None), role="base")
+            if cfg.eval.base else None)
+
+    stages = [StageRun("generate", "generate.py", gen_overrides, str(generated)),
+              StageRun("train", "train.py", tr_overrides, str(trained))]
+    for stage in stages:
+        ensure(stage, label, "pipeline", lock, job)
+    exports = sorted(p.name for p in (trained / "hf").iterdir()
+                     if p.is_dir() and not p.name.endswith(".partial"))
+    evaluations = []
+    for name in select_checkpoints(exports, str(cfg.eval.checkpoints)):
+        stage = evaluate_stage(f"evaluate {name}",
+                               evaluate_overrides(cfg, choices, trained / "hf" / name),
+                               role="ssd")
+        stage.extra["checkpoint"] = name
+        stages.append(ensure(stage, label, "pipeline", lock, job))
+        evaluations.append({"checkpoint": name, "step": checkpoint_step(name),
+                            **_metrics(stage.record())})
+    if base is not None:
+        stages.append(ensure(base, label, "pipeline", lock, job))
+
+    max_steps = json.loads((trained / "run.json").read_text())["config"]["trainer"]["max_steps"]
+    for evaluation in evaluations:
+        evaluation["step"] = evaluation["step"] or max_steps
+    cell = {
+        "t_train": float(cfg.gen.T), "truncation": str(cfg.gen.truncation),
+        "t_eval": float(cfg.eval.T), "eval_truncation": str(cfg.eval.truncation),
+        "benchmark": str(cfg.eval.benchmark), "model": str(cfg.model.name),
+        "checkpoints": str(cfg.eval.checkpoints),
+        "evaluations": evaluations,
+        "base": _metrics(base.record()) if base is not None else None,
+        "stages": [{k: v for k, v in asdict(s).items() if k != "overrides"} for s in stages],
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / CELL_FILE, cell)
+    computed = sum(bool(s.computed) for s in stages)
+    best = max((e["overall"].get("pass@1", math.nan) for e in evaluations), default=math.nan)
+    print(f"pipeline {label}: done ({computed} of {len(stages)} stages computed by this job, "
+          f"the rest reused); best pass@1 {best:.4f}", flush=True)
+    return cell

@@ -1,0 +1,242 @@
+"""Stages as computed-once units, shared by demo.py and pipeline.py.
+
+A stage is one run of ``generate.py``, ``train.py`` or ``evaluate.py`` with Hydra overrides. Its
+run directory is content-addressed by the stage itself (a hash of the config values that decide
+its outputs), so the driver composes the stage's config with the same overrides and asks the
+stage's own ``output_dir`` where it will write. ``ensure`` then:
+
+1. reuses the stage when its completion record (``run.json`` / ``metrics.json``, status
+   "complete") is there;
+2. otherwise takes the stage's lock (``<run dir>.lock``, see ``lock.py``), checks again (another
+   job may have finished it while this one waited), and runs the script in a subprocess; a stage
+   killed midway resumes from its own run directory (the stages' resume is exact);
+3. appends one line to ``<run dir>/computations.jsonl`` when the script has completed it, under
+   the lock: the record of who computed the stage, which tests and users can count.
+
+Why subprocesses: each stage is exactly what a user would run by hand (its output streams
+through, its one-line errors and exit codes stay its own), and one vLLM engine or torchrun job
+per process is how the stages free their memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ssd import config as checks
+from ssd.pipeline.lock import StageLock
+
+REPO_ROOT = checks.REPO_ROOT
+CONF_DIR = REPO_ROOT / "conf"
+# Each script's completion record in its run directory.
+DONE_FILES = {"generate.py": "run.json", "train.py": "run.json", "evaluate.py": "metrics.json"}
+COMPUTATIONS_FILE = "computations.jsonl"
+
+
+class StageFailed(RuntimeError):
+    """A stage script failed; its own output (above) says why. ``returncode`` is the driver's exit
+    status: the stage's, or 128 + the signal that ended it (as a shell reports it)."""
+
+    def __init__(self, message: str, returncode: int, driver: str = "demo") -> None:
+        super().__init__(f"{driver}: {message}; fix the cause and run the same command again: "
+                         "finished stages are reused")
+        self.returncode = returncode if returncode > 0 else 128 - returncode if returncode else 1
+
+
+@dataclass
+class LockSettings:
+    """How long a stage lock may go without a heartbeat before others break it, and how often
+    its holder refreshes it and a waiter looks again (seconds)."""
+
+    stale_after_s: float = 600.0
+    heartbeat_s: float = 30.0
+    poll_s: float = 2.0
+
+
+@dataclass
+class StageRun:
+    """One stage invocation: its script, overrides and (composed) run directory, then what
+    happened to it."""
+
+    name: str                  # e.g. "generate", "train", "evaluate base humaneval"
+    script: str                # generate.py | train.py | evaluate.py
+    overrides: list[str]
+    run_dir: str
+    role: str | None = None    # evaluate only: "base" | "ssd"
+    benchmark: str | None = None
+    computed: bool | None = None  # True: this job ran it; False: found complete, reused
+    wall_s: float | None = None
+    returncode: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done_file(self) -> Path:
+        return Path(self.run_dir) / DONE_FILES[self.script]
+
+    def complete(self) -> bool:
+        """Its completion record says complete (for evaluate.py: with the same ``eval.ks``, since
+        a change of ks alone only recomputes the metrics)."""
+        try:
+            record = json.loads(self.done_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        expected_ks = self.extra.get("ks")
+        return record.get("status") == "complete" and (
+            expected_ks is None or record.get("eval", {}).get("ks") == expected_ks)
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(self.done_file.read_text())
+
+
+# -- overrides (pure) ---------------------------------------------------------------------------
+_PLAIN = re.compile(r"[\w./:+@-]+")
+
+
+def override_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (quoted when it holds anything unusual)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def model_overrides(model: Mapping[str, Any], preset: Mapping[str, Any]) -> list[str]:
+    """``model=<preset>`` plus every model key the driver's command line changed, so a stage
+    composes the same model the driver was given (e.g. ``model.path=<hub id>``)."""
+    changed = [f"model.{key}={override_value(value)}" for key, value in model.items()
+               if key != "name" and preset.get(key) != value]
+    return [f"model={model['name']}", *changed]
+
+
+def driver_model_overrides(cfg: DictConfig) -> list[str]:
+    """``model_overrides`` for the driver config's ``model`` against its conf/model preset."""
+    preset = OmegaConf.load(CONF_DIR / "model" / f"{cfg.model.name}.yaml")
+    given = OmegaConf.to_container(cfg.model, resolve=True)
+    shipped = OmegaConf.to_container(preset, resolve=True)
+    assert isinstance(given, dict) and isinstance(shipped, dict)
+    return model_overrides(given, shipped)
+
+
+def presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+# -- composing like the stages do ---------------------------------------------------------------
+def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """The config ``<config_name>.py`` will see for ``overrides``.
+
+    Inside a Hydra app (demo.py, pipeline.py) the app's own config search path (conf/) is reused;
+    elsewhere (tests, library use) a temporary one is set up for the call."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def generate_dir(overrides: Sequence[str]) -> Path:
+    from ssd.generation import run as generation
+
+    cfg = compose_stage("generate", overrides)
+    generation.validate(cfg)  # fail in a second on a bad pool or value, not after minutes
+    return generation.output_dir(cfg)
+
+
+def train_dir(overrides: Sequence[str]) -> Path:
+    from ssd.training import run as training
+
+    return training.output_dir(compose_stage("train", overrides))
+
+
+def evaluate_stage(name: str, overrides: Sequence[str], **fields: Any) -> StageRun:
+    """An evaluate.py stage. Composed once its model exists: the directory name depends on whether
+    model.path is an existing folder (``model_label``)."""
+    from ssd.evaluation import run as evaluation
+
+    cfg = compose_stage("evaluate", overrides)
+    evaluation.check_eval(cfg)
+    out = evaluation.output_dir(cfg, evaluation.run_identity(cfg))
+    stage = StageRun(name, "evaluate.py", list(overrides), str(out), **fields)
+    stage.extra["ks"] = [int(k) for k in cfg.eval.ks]
+    return stage
+
+
+# -- running ------------------------------------------------------------------------------------
+def run_stage(stage: StageRun, label: str, driver: str) -> None:
+    """Run the stage's script in this process group (so Ctrl-C or a kill of the driver reaches
+    it), its output streaming straight through."""
+    command = [sys.executable, str(REPO_ROOT / stage.script), *stage.overrides]
+    print(f"\n=== {driver} {label} {stage.name}: {stage.run_dir}\n    "
+          + " ".join([Path(command[1]).name, *stage.overrides]), flush=True)
+    started = time.perf_counter()
+    returncode = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    stage.wall_s = round(time.perf_counter() - started, 3)
+    stage.returncode = returncode
+    if returncode != 0:
+        raise StageFailed(f"{stage.script} exited with status {returncode} (its output is above)",
+                          returncode, driver)
+    if not stage.complete():
+        raise StageFailed(f"{stage.script} finished but {stage.done_file} does not say complete",
+                          1, driver)
+    print(f"=== {driver} {label} {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
+
+
+def ensure(stage: StageRun, label: str, driver: str, lock: LockSettings, job: str) -> StageRun:
+    """Make ``stage`` complete, computing it only if no one has (see the module docstring)."""
+    if stage.complete():
+        stage.computed = False
+        print(f"=== {driver} {label} {stage.name}: complete, reused: {stage.run_dir}", flush=True)
+        return stage
+
+    def waiting(owner: dict[str, Any] | None) -> None:
+        who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another job"
+        print(f"=== {driver} {label} {stage.name}: {who} is computing it; waiting", flush=True)
+
+    run_dir = Path(stage.run_dir)
+    with StageLock(run_dir.with_name(run_dir.name + ".lock"), stale_after_s=lock.stale_after_s,
+                   heartbeat_s=lock.heartbeat_s, poll_s=lock.poll_s, on_wait=waiting) as held:
+        for reason in held.broken:
+            print(f"=== {driver} {label} {stage.name}: took over a stale lock ({reason})",
+                  flush=True)
+        if stage.complete():
+            stage.computed = False
+            print(f"=== {driver} {label} {stage.name}: completed by another job, reused",
+                  flush=True)
+            return stage
+        started = time.time()
+        resumed = run_dir.exists()
+        run_stage(stage, label, driver)
+        stage.computed = True
+        with open(run_dir / COMPUTATIONS_FILE, "a") as handle:
+            handle.write(json.dumps({
+                "job": job, "host": socket.gethostname(), "pid": os.getpid(),
+                "started": started, "wall_s": stage.wall_s, "resumed": resumed,
+                "overrides": stage.overrides}) + "\n")
+    return stage
+
+
+def computations(run_dir: Path) -> list[dict[str, Any]]:
+    """The stage's computation records (one per completed computation)."""
+    path = run_dir / COMPUTATIONS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
