@@ -19,7 +19,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from ssd.config import user_errors
-from ssd.pipeline.demo import StageFailed, run_demo
+from ssd.pipeline.demo import run_demo
+from ssd.pipeline.stages import StageFailed
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="demo")

@@ -42,20 +42,11 @@ from ssd.evaluation import (
 from ssd.evaluation._codec import PRELUDE_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the checker tests' mutants, shared from tests/fixtures
+from tests.fixtures.mutants import method_mutant  # noqa: E402
+
 FIXTURES = REPO / "tests" / "fixtures" / "lcb"
 LEETCODE_FULL = REPO.parent / "shared" / "data" / "prompts" / "leetcode_train.json"
-MUTATE = """
-def _mutate(r):
-    if type(r) is bool:
-        return not r
-    if type(r) in (int, float):
-        return r + 1
-    if type(r) in (str, list, tuple) and r:
-        return r[:-1]
-    return "__mutant__"
-_orig = Solution.{name}
-Solution.{name} = lambda self, *a, **k: _mutate(_orig(self, *a, **k))
-"""
 
 
 # -- baseline: LiveCodeBench's runner, restated --------------------------------------------------
@@ -205,7 +196,7 @@ def workload(leetcode: int) -> list[tuple[Problem, str]]:
         f = check_script_to_functional(p)
         if f is None or f.reference is None or "sortedcontainers" in f.reference:
             continue
-        pairs += [(f, f.reference), (f, f.reference + MUTATE.format(name=f.func_name))]
+        pairs += [(f, f.reference), (f, method_mutant(f.reference, f.func_name))]
         count += 1
         if count == leetcode:
             break

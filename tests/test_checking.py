@@ -19,35 +19,10 @@ from ssd.evaluation import (
     load_lcb_offline,
 )
 from ssd.evaluation.checking import call_result_matches, parse_call_input, stdout_matches
+from tests.fixtures.mutants import function_mutant, method_mutant
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lcb"
 SOLUTIONS = json.loads((FIXTURES / "solutions.json").read_text())
-
-# Wraps a correct function so that every result is changed (numbers +1, booleans negated,
-# sequences shortened): a mutant that still runs the real algorithm but is always wrong.
-MUTATE = """
-def _mutate(r):
-    if type(r) is bool:
-        return not r
-    if type(r) in (int, float):
-        return r + 1
-    if type(r) in (str, list, tuple) and r:
-        return r[:-1]
-    return "__mutant__"
-"""
-
-
-def function_mutant(code: str, name: str) -> str:
-    wrapper = f"def {name}(*a, **k):\n    return _mutate(_orig(*a, **k))\n"
-    return f"{code}\n{MUTATE}\n_orig = {name}\n{wrapper}"
-
-
-def method_mutant(code: str, name: str) -> str:
-    return (
-        f"{code}\n{MUTATE}\n_orig = Solution.{name}\n"
-        f"Solution.{name} = lambda self, *a, **k: _mutate(_orig(self, *a, **k))\n"
-    )
-
 
 @pytest.fixture(scope="module")
 def ev() -> Iterator[Evaluator]:

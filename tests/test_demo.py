@@ -17,18 +17,11 @@ import pytest
 
 from ssd.config import ConfigError
 from ssd.pipeline.demo import (
-    StageFailed,
     check_demo,
-    compose_stage,
     estimate_seconds,
-    evaluate_dir,
     evaluate_overrides,
-    generate_dir,
     generate_overrides,
-    model_overrides,
-    override_value,
     sizes,
-    train_dir,
     train_overrides,
 )
 from ssd.pipeline.report import (
@@ -40,6 +33,16 @@ from ssd.pipeline.report import (
     loss_points,
     pass_rows,
     pick_example,
+)
+from ssd.pipeline.stages import (
+    StageFailed,
+    compose_stage,
+    computations,
+    evaluate_stage,
+    generate_dir,
+    model_overrides,
+    override_value,
+    train_dir,
 )
 from tests.conftest import REPO, compose
 
@@ -301,7 +304,7 @@ def stage_dirs(workspace: Path) -> dict[str, Path]:
     cfg = compose("demo", TINY)
     generated = generate_dir(generate_overrides(cfg))
     trained = train_dir(train_overrides(cfg, str(generated / "train.jsonl")))
-    base = evaluate_dir(evaluate_overrides(cfg, "lcb_sample", None))
+    base = Path(evaluate_stage("base", evaluate_overrides(cfg, "lcb_sample", None)).run_dir)
     return {"generate": workspace / generated, "train": workspace / trained,
             "base": workspace / base}
 
@@ -334,7 +337,11 @@ def test_killed_demo_resumes_without_redoing_generation(resumed: Resumed) -> Non
     assert (samples.st_ino, samples.st_mtime_ns, samples.st_size) == (
         resumed.samples_before.st_ino, resumed.samples_before.st_mtime_ns,
         resumed.samples_before.st_size)
-    assert "generate: already complete, nothing to do" in resumed.stdout
+    assert "generate: complete, reused" in resumed.stdout
+    # train.py resumed under the stage lock the killed demo left behind (its owner is gone)
+    assert "train: took over a stale lock (its owner" in resumed.stdout
+    assert len(computations(resumed.dirs["generate"])) == 1
+    assert [c["resumed"] for c in computations(resumed.dirs["train"])] == [True]
     assert "train: done; HF export" in resumed.stdout
     assert json.loads((resumed.dirs["train"] / "run.json").read_text())["status"] == "complete"
     assert (resumed.dirs["train"] / "hf" / "final" / "config.json").exists()
@@ -363,8 +370,9 @@ def test_demo_writes_the_report_and_a_rerun_reuses_every_stage(resumed: Resumed)
     before = [p.stat().st_mtime_ns for p in outputs]
 
     again = run_demo(resumed.workspace).stdout
-    for stage in ("generate", "train", "evaluate", "evaluate"):
-        assert f"{stage}: already complete, nothing to do" in again
-    assert again.count("already complete, nothing to do") == 4
+    for name in ("generate", "train", "evaluate base lcb_sample", "evaluate ssd lcb_sample"):
+        assert f"{name}: complete, reused" in again
+    assert again.count("complete, reused") == 4 and ": done in" not in again
+    assert all(len(computations(d)) == 1 for d in run_dirs)
     assert [p.stat().st_mtime_ns for p in outputs] == before
     assert (out / "report.md").read_text().split("## Time")[0] == report.split("## Time")[0]

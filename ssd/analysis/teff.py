@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ssd.plotting import pyplot, save_figure
+
 DEFAULT_GROUP = "all"
 # A leading coefficient this small (relative to the data's scale) is treated as a straight line.
 _FLAT_CURVATURE = 1e-12
@@ -214,10 +216,7 @@ def plot_teff(
 
     Concave fits get their peak marked; ``baseline`` (e.g. the base model's pass@1) is dashed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups = group_records(records)
     fits = (
@@ -243,8 +242,4 @@ def plot_teff(
     ax.set_xlabel("T_eff = T_train · T_eval")
     ax.set_ylabel("pass@1")
     ax.legend(fontsize=8)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)

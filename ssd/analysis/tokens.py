@@ -50,6 +50,7 @@ import torch
 
 from ssd.analysis import single_thread, theory
 from ssd.decoding import decode
+from ssd.plotting import pyplot, save_figure
 
 SPLITS = ("all", "lock", "fork")
 MODELS = ("base", "ssd")
@@ -466,10 +467,7 @@ def _nan_list(values: Any) -> np.ndarray:
 
 def plot_tokens(summary: dict[str, Any], path: str | Path) -> Path:
     """Figure 6 for every split: rows all / lock-like / fork-like, columns (a)-(d)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     t_grid, ranks = summary["t_grid"], summary["ranks"]
@@ -505,19 +503,12 @@ def plot_tokens(summary: dict[str, Any], path: str | Path) -> Path:
                 ax.yaxis.set_minor_formatter(NullFormatter())
             if row == 0 and col == 0:
                 ax.legend(fontsize=8)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_entropy_decomposition(summary: dict[str, Any], path: str | Path) -> Path:
     """Eq. 30 as stacked bars (gate, head, tail) per split and model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels, stacks = [], {"gate": [], "head": [], "tail": []}
     for split in SPLITS:
@@ -538,8 +529,4 @@ def plot_entropy_decomposition(summary: dict[str, Any], path: str | Path) -> Pat
     ax.set_ylabel("mean entropy (nats)")
     ax.set_title("Eq. 30: H(p) = gate + head + tail over the base model's retained support S_s")
     ax.legend()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=110)

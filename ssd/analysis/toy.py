@@ -78,6 +78,7 @@ import torch
 
 from ssd.analysis import single_thread
 from ssd.decoding import decode_probs
+from ssd.plotting import pyplot, save_figure
 
 VOCAB_SIZE = 16
 N_LOCKS = 3
@@ -671,10 +672,7 @@ def plot_figure14(
     butterfly, tokens are ranked by the teacher's probability; teacher bars point up, student
     bars down. The bottom panel draws P(T) piece by piece so the breakpoint spikes survive.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     teacher = teacher_model(ratio)
     student = ssd_student(teacher)
@@ -725,8 +723,4 @@ def plot_figure14(
     ax.set_xlabel(f"evaluation temperature T (top-p = {top_p:.2f})")
     ax.set_ylabel("success probability P (%)")
     ax.legend()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ssd.evaluation.passk import UNLABELED
+from ssd.plotting import pyplot, save_figure
 
 PLOT_NAME = "pass_at_k_vs_T.png"
 # Overrides already shown as their own columns.
@@ -119,10 +120,7 @@ def best_row(rows: Sequence[dict[str, Any]], metric: str = "pass@1") -> dict[str
 def plot_sweep(records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], path: Path
                ) -> bool:
     """pass@k against T, one panel per k; False (no file) when no job has a temperature."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in rows if r["T"] is not None]
     ks = sorted({k for r in records for k in r.get("ks", [])})
@@ -156,8 +154,7 @@ def plot_sweep(records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
     fig.suptitle(f"{models.pop()} on {benchmark}" if len(models) == 1 else str(benchmark),
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

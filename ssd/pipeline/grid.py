@@ -45,8 +45,6 @@ from ssd.pipeline.stages import (
 CELL_FILE = "cell.json"
 FINAL = "final"
 _EVERY = re.compile(r"^every_([1-9]\d*)$")
-# The driver's config-group choices every stage gets too (read from Hydra's runtime choices).
-FORWARDED_GROUPS = ("experiment", "logger")
 
 
 # -- validation and selection (pure) ------------------------------------------------------------
@@ -80,6 +78,7 @@ def check_grid(cfg: DictConfig) -> None:
     for stage in ("gen", "train", "eval"):
         require(cfg, f"{stage}.overrides", _string_list,
                 "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
+    checks.check_logger(cfg)
     require(cfg, "lock.stale_after_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
     require(cfg, "lock.heartbeat_s", lambda v: is_number(v) and 0 < v < cfg.lock.stale_after_s,
             "> 0 and < lock.stale_after_s (a live lock would look stale)")
@@ -106,15 +105,25 @@ def select_checkpoints(exports: Sequence[str], spec: str) -> list[str]:
 
 
 # -- the stages' overrides (pure given the choices) ---------------------------------------------
-def forwarded_choices() -> list[str]:
-    """``experiment=<name>`` and ``logger=<name>`` as this Hydra job chose them."""
+def forwarded_choices(cfg: DictConfig) -> list[str]:
+    """What every stage gets from the driver: ``experiment=<name>`` as this Hydra job chose it,
+    and its logger, W&B runs grouped by the sweep (the grid is one W&B group)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return []
-    choices = HydraConfig.get().runtime.choices
-    return [f"{group}={choices[group]}" for group in FORWARDED_GROUPS
-            if choices.get(group) not in (None, "null")]
+    from ssd.tracking import sweep_group
+
+    forwarded = []
+    if HydraConfig.initialized():
+        experiment = HydraConfig.get().runtime.choices.get("experiment")
+        if experiment not in (None, "null"):
+            forwarded.append(f"experiment={experiment}")
+    w = cfg.logger.wandb
+    if w is None:
+        return [*forwarded, "logger=none", f"logger.csv={override_value(cfg.logger.csv)}"]
+    return [*forwarded, "logger=wandb", f"logger.csv={override_value(cfg.logger.csv)}",
+            *(f"logger.wandb.{key}={override_value(w[key])}"
+              for key in ("project", "entity", "mode")),
+            f"logger.wandb.group={override_value(w.group or sweep_group())}"]
 
 
 def generate_overrides(cfg: DictConfig, choices: Sequence[str]) -> list[str]:
@@ -158,7 +167,7 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     check_grid(cfg)
     lock = LockSettings(float(cfg.lock.stale_after_s), float(cfg.lock.heartbeat_s),
                         float(cfg.lock.poll_s))
-    choices = forwarded_choices()
+    choices = forwarded_choices(cfg)
     job = str(out)
     label = f"[T_train {cfg.gen.T:g}, {cfg.gen.truncation}, T_eval {cfg.eval.T:g}]"
     print(f"pipeline {label}: {cfg.model.name} on {cfg.gen.data} -> {cfg.eval.benchmark}; "

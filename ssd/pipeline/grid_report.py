@@ -20,6 +20,7 @@ from ssd.analysis.teff import ResultRecord, fit_groups, plot_teff, summary_rows
 from ssd.evaluation.passk import UNLABELED
 from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent, table
+from ssd.plotting import pyplot, save_figure
 
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
@@ -150,10 +151,7 @@ def heatmap_name(truncation: str) -> str:
 
 def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     """pass@1 (best checkpoint) over T_train (rows) x T_eval (columns), each cell annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     t_trains = sorted({r["t_train"] for r in rows})
@@ -175,9 +173,7 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path
     ax.set_ylabel("T_train")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="pass@1")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path | None:

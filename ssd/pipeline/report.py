@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.evaluation.passk import UNLABELED
+from ssd.plotting import pyplot, save_figure
 
 ROLES = ("base", "ssd")
 ROLE_TITLES = {"base": "base", "ssd": "SSD"}
@@ -437,10 +438,7 @@ def load_records(stages: Sequence[Any], out: Path, model: str, scale: float) -> 
 
 
 def plot_loss(points: Sequence[tuple[int, float]], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=120)
     steps, losses = zip(*points, strict=True) if points else ((), ())
@@ -450,9 +448,7 @@ def plot_loss(points: Sequence[tuple[int, float]], path: Path, title: str) -> Pa
     axis.set_title(title)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_report(records: DemoRecords, out: Path, report_name: str = "report.md",

@@ -1,0 +1,280 @@
+"""pipeline.py: checkpoint selection, the stage lock, the grid report on synthetic cells, and the
+grid end to end on the tiny model (real generate.py, train.py and evaluate.py processes): a
+2 x 2 x 3 grid computes each stage once, a rerun computes nothing, two overlapping commands share
+their stages, and a killed grid resumes without doing any stage twice."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ssd.config import ConfigError
+from ssd.pipeline.grid import check_grid, select_checkpoints
+from ssd.pipeline.grid_report import build_grid_report, write_grid_report
+from ssd.pipeline.lock import StageLock, process_start, stale_reason
+from ssd.pipeline.stages import COMPUTATIONS_FILE
+from tests.conftest import REPO, compose
+
+# -- checkpoint selection -------------------------------------------------------------------------
+EXPORTS = ["final", "step-000004", "step-000002", "step-000006", "step-000008"]
+
+
+def test_checkpoint_selection_follows_training_order() -> None:
+    assert select_checkpoints(EXPORTS, "last") == ["final"]
+    assert select_checkpoints(EXPORTS, "all") == [
+        "step-000002", "step-000004", "step-000006", "step-000008", "final"]
+    assert select_checkpoints(EXPORTS, "every_2") == ["step-000004", "step-000008", "final"]
+    assert select_checkpoints(EXPORTS, "every_3") == ["step-000006", "final"]
+    assert select_checkpoints(["final"], "all") == ["final"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.checkpoints=every_0", "eval.checkpoints"),
+    ("eval.checkpoints=best", "last, all or every_<k>"),
+    ("gen.truncation=top3", "a conf/truncation preset"),
+    ("gen.T=0", "a temperature > 0"),
+    ("eval.benchmark=nope", "a conf/eval preset"),
+    ("lock.heartbeat_s=900", "< lock.stale_after_s"),
+    ("gen.data=sft", "a conf/data prompt pool"),
+])
+def test_bad_grid_values_are_refused(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_grid(compose("pipeline", [override]))
+
+
+def test_bad_grid_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "pipeline.py"), "eval.checkpoints=best"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "eval.checkpoints" in result.stderr.strip().splitlines()[-1]
+
+
+# -- the lock -------------------------------------------------------------------------------------
+def _hold(path: str, log: str, seconds: float) -> None:
+    with StageLock(Path(path), heartbeat_s=0.2, stale_after_s=5, poll_s=0.01):
+        with open(log, "a") as handle:
+            handle.write(f"in {time.monotonic()}\n")
+        time.sleep(seconds)
+        with open(log, "a") as handle:
+            handle.write(f"out {time.monotonic()}\n")
+
+
+def test_the_lock_admits_one_process_at_a_time(tmp_path: Path) -> None:
+    lock, log = tmp_path / "stage.lock", tmp_path / "log"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hold, args=(str(lock), str(log), 0.3)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["in", "out"] * 4  # never two "in" in a row
+    assert not lock.exists()
+
+
+def test_a_lock_whose_owner_died_is_taken_over_at_once(tmp_path: Path) -> None:
+    lock = tmp_path / "stage.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = process_start(dead.pid)
+    dead.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "start": start,
+                                "token": "old"}))
+    started = time.monotonic()
+    with StageLock(lock, poll_s=5) as held:
+        assert held.holds()
+    assert time.monotonic() - started < 2
+    assert held.broken and "no longer running" in held.broken[0]
+
+
+def test_a_live_lock_elsewhere_waits_and_a_silent_one_goes_stale() -> None:
+    now = time.time()
+    here = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
+    elsewhere = {"host": "node-17", "pid": 1, "start": "1"}
+    assert stale_reason(here, now - 10_000, now, socket.gethostname(), 600) is not None  # silent
+    assert stale_reason(here, now - 5, now, socket.gethostname(), 600) is None
+    assert stale_reason(elsewhere, now - 5, now, socket.gethostname(), 600) is None
+    assert "no heartbeat" in stale_reason(elsewhere, now - 601, now, socket.gethostname(), 600)
+    assert stale_reason({**here, "start": "0"}, now, now, socket.gethostname(), 600) is not None
+
+
+def test_a_waiter_breaks_a_lock_whose_heartbeat_stopped(tmp_path: Path) -> None:
+    lock = tmp_path / "stage.lock"
+    lock.write_text(json.dumps({"host": "node-17", "pid": 1, "start": "1", "token": "gone"}))
+    os.utime(lock, (time.time() - 30, time.time() - 30))
+    with StageLock(lock, stale_after_s=20, heartbeat_s=1, poll_s=0.05) as held:
+        assert held.holds() and "no heartbeat" in held.broken[0]
+
+
+def test_the_heartbeat_keeps_a_long_held_lock_fresh(tmp_path: Path) -> None:
+    lock = tmp_path / "stage.lock"
+    with StageLock(lock, stale_after_s=1.0, heartbeat_s=0.1):
+        os.utime(lock, (time.time() - 5, time.time() - 5))
+        time.sleep(0.5)
+        assert time.time() - lock.stat().st_mtime < 1.0
+
+
+# -- the report on synthetic cells ----------------------------------------------------------------
+def _cell(t_train: float, truncation: str, t_eval: float, by_step: dict[int, float],
+          base: float) -> dict:
+    def metrics(p1: float) -> dict:
+        return {"ks": [1, 5], "overall": {"pass@1": p1, "pass@5": min(1.0, 2 * p1)},
+                "per_difficulty": {"easy": {"pass@1": p1}}, "problems": 4, "samples": 40}
+
+    return {"t_train": t_train, "truncation": truncation, "t_eval": t_eval,
+            "eval_truncation": "evaluation", "benchmark": "b", "model": "m",
+            "checkpoints": "all", "base": metrics(base),
+            "evaluations": [{"checkpoint": f"step-{s:06d}", "step": s, **metrics(p)}
+                            for s, p in by_step.items()]}
+
+
+def synthetic_grid() -> list[dict]:
+    """pass@1 = 0.5 - (T_eff - 1.2)^2 at the best checkpoint (step 4), lower at step 2."""
+    cells = []
+    for truncation in ("none", "top20_p08"):
+        for t_train in (0.8, 1.2, 1.6):
+            for t_eval in (0.6, 0.8, 1.0):
+                p = 0.5 - (t_train * t_eval - 1.2) ** 2
+                cells.append(_cell(t_train, truncation, t_eval, {2: p - 0.1, 4: p},
+                                   base=0.2 + 0.01 * t_eval))
+    return cells
+
+
+def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path) -> None:
+    cells = synthetic_grid()
+    markdown, summary = build_grid_report(cells + cells[:3])  # a cell seen twice counts once
+    assert len(summary["rows"]) == 2 * 3 * 3 * 2
+    assert all(r["checkpoint"] == "step-000004" for r in summary["best_per_cell"])
+    for fit in summary["fits"]:
+        assert fit["r_squared"] == pytest.approx(1.0) and fit["peak_t_eff"] == pytest.approx(1.2)
+    assert summary["best"]["t_train"] * summary["best"]["t_eval"] == pytest.approx(1.2, abs=0.05)
+    assert summary["base_best"]["t_eval"] == 1.0
+    assert "## Best cell against the base model (Section 3.3)" in markdown
+    assert "| 1.2 | none | step-000004 | 1 | 1.2 | 50.0% |" in markdown
+    for i, cell in enumerate(cells):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "cell.json").write_text(json.dumps(cell))
+    write_grid_report(tmp_path)
+    for name in ("grid.md", "grid.json", "teff.png", "heatmap_none.png", "heatmap_top20_p08.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+# -- end to end on the tiny model -----------------------------------------------------------------
+# Stages of seconds: 8 prompts x 48 tokens, 4 training steps of 2 sequences (exports at step 2 and
+# final), 2 problems x 5 samples of 16 tokens. The tiny model's samples are mostly one line, so
+# the test keeps those (the filter is not what this tests).
+TINY = ["model=tiny", "logger=none", "gen.limit=8", "eval.benchmark=lcb_sample",
+        'gen.overrides=["decoding.max_tokens=48","progress=false","engine.enforce_eager=true",'
+        '"filter.drop_single_line=false"]',
+        'train.overrides=["trainer.max_steps=4","trainer.global_batch_size=2",'
+        '"trainer.save_every_n_steps=2","trainer.max_seq_len=512","progress=false"]',
+        'eval.overrides=["eval.limit=2","eval.n=5","decoding.max_tokens=16","progress=false",'
+        '"engine.enforce_eager=true"]',
+        "lock.poll_s=0.5"]
+GRID = ["gen.T=1.0,2.0", "gen.truncation=none,top20_p08", "eval.T=0.6,1.0,1.4"]
+
+
+def grid_command(sweep: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "pipeline.py"), "-m", *TINY, *extra,
+            f"hydra.sweep.dir={sweep}"]
+
+
+def run_grid(workspace: Path, sweep: str, *extra: str) -> str:
+    result = subprocess.run(grid_command(workspace / sweep, *extra), cwd=workspace,
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def computed(workspace: Path) -> Counter:
+    """Completed computations per stage kind, from the stages' own records."""
+    counts: Counter = Counter()
+    for record in (workspace / "runs").rglob(COMPUTATIONS_FILE):
+        kind = record.relative_to(workspace / "runs").parts[0]
+        if kind == "evaluate":
+            kind += " base" if record.parts[-4] == "tiny" else " ssd"
+        counts[kind] += len(record.read_text().splitlines())
+    return counts
+
+
+def per_stage(workspace: Path) -> list[int]:
+    return [len(p.read_text().splitlines()) for p in (workspace / "runs").rglob(COMPUTATIONS_FILE)]
+
+
+@pytest.mark.slow
+def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) -> None:
+    run_grid(tmp_path, "first", *GRID)
+    assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
+                                  "evaluate base": 3}
+    assert set(per_stage(tmp_path)) == {1}
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "first").rglob("cell.json")]
+    assert len(cells) == 12
+    assert sum(s["computed"] for c in cells for s in c["stages"]) == 4 + 4 + 12 + 3
+    grid = json.loads((tmp_path / "first" / "grid.json").read_text())
+    assert len(grid["rows"]) == 12 and {f["group"] for f in grid["fits"]} == {"none", "top20_p08"}
+    assert (tmp_path / "first" / "heatmap_top20_p08.png").exists()
+
+    again = run_grid(tmp_path, "again", *GRID)
+    assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
+                                  "evaluate base": 3}
+    assert ": done in" not in again and again.count("complete, reused") == 12 * 5
+    assert (tmp_path / "again" / "grid.md").read_text().split("## Every")[1] == (
+        tmp_path / "first" / "grid.md").read_text().split("## Every")[1]
+
+
+@pytest.mark.slow
+def test_overlapping_grids_compute_each_shared_stage_once(tmp_path: Path) -> None:
+    """Two commands started together: the same generation and training, two T_eval values each,
+    one shared; every checkpoint evaluated ("all")."""
+    commands = [grid_command(tmp_path / name, "gen.T=1.0", "gen.truncation=none", values,
+                             "eval.checkpoints=all")
+                for name, values in (("a", "eval.T=0.6,1.0"), ("b", "eval.T=1.0,1.4"))]
+    processes = [subprocess.Popen(c, cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for c in commands]
+    outputs = [p.communicate(timeout=1500)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    # 1 generation, 1 training, 3 T_eval x 2 checkpoints, 3 base evaluations: each once
+    assert computed(tmp_path) == {"generate": 1, "train": 1, "evaluate ssd": 6,
+                                  "evaluate base": 3}
+    assert set(per_stage(tmp_path)) == {1}
+    assert any("is computing it; waiting" in out for out in outputs)
+    assert not list((tmp_path / "runs").rglob("*.lock"))
+
+
+@pytest.mark.slow
+def test_a_killed_grid_resumes_without_doing_a_stage_twice(tmp_path: Path) -> None:
+    grid = ["gen.T=1.0", "gen.truncation=none,top20_p08", "eval.T=1.0"]
+    log = open(tmp_path / "killed.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(grid_command(tmp_path / "killed", *grid), cwd=tmp_path, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    # Killed (the whole process group: pipeline.py, train.py, torchrun, the rank) once the first
+    # training has claimed its run directory.
+    deadline = time.monotonic() + 600
+    while (not list((tmp_path / "runs").glob("train/tiny/*/identity.json"))
+           and process.poll() is None and time.monotonic() < deadline):
+        time.sleep(0.05)
+    assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    log.close()
+    assert computed(tmp_path) == {"generate": 1}
+
+    out = run_grid(tmp_path, "resumed", *grid)
+    assert "took over a stale lock" in out
+    assert computed(tmp_path) == {"generate": 2, "train": 2, "evaluate ssd": 2,
+                                  "evaluate base": 1}
+    assert set(per_stage(tmp_path)) == {1}
+    trains = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob(COMPUTATIONS_FILE)
+              if "/train/" in str(p)]
+    assert sorted(t["resumed"] for t in trains) == [False, True]
