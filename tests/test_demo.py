@@ -45,6 +45,7 @@ from ssd.pipeline.stages import (
     train_dir,
 )
 from tests.conftest import REPO, compose
+from tests.test_launcher import wandb_records
 
 
 # -- the report (pure) --------------------------------------------------------------------------
@@ -199,7 +200,8 @@ def test_stage_overrides_follow_the_scale_and_compose_to_the_recipe() -> None:
 
     train = compose_stage("train", train_overrides(cfg, "runs/generate/x/train.jsonl"))
     assert train.trainer.max_steps == 16 and train.trainer.global_batch_size == 4
-    assert train.data.samples == "runs/generate/x/train.jsonl" and train.logger.wandb is None
+    assert train.data.samples == "runs/generate/x/train.jsonl"
+    assert train.logger.wandb.mode == "offline"  # every stage logs to W&B offline by default
 
     base = compose_stage("evaluate", evaluate_overrides(cfg, "humaneval", None))
     ssd = compose_stage("evaluate", evaluate_overrides(cfg, "humaneval", "runs/t/hf/final"))
@@ -376,3 +378,27 @@ def test_demo_writes_the_report_and_a_rerun_reuses_every_stage(resumed: Resumed)
     assert all(len(computations(d)) == 1 for d in run_dirs)
     assert [p.stat().st_mtime_ns for p in outputs] == before
     assert (out / "report.md").read_text().split("## Time")[0] == report.split("## Time")[0]
+
+
+def newest_wandb_summary(run_dir: Path) -> dict:
+    """The final summary of the newest offline W&B run under ``run_dir/wandb`` (a stage killed
+    and resumed logs a second offline run with the same run id)."""
+    logs = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
+    assert logs, f"no offline W&B run in {run_dir}"
+    summary: dict = {}
+    for record in wandb_records(logs[-1]):
+        if record.WhichOneof("record_type") == "summary":
+            summary.update({i.key: json.loads(i.value_json) for i in record.summary.update})
+    return summary
+
+
+@pytest.mark.slow
+def test_every_demo_stage_and_the_report_log_an_offline_wandb_run(resumed: Resumed) -> None:
+    state = json.loads(next((resumed.workspace / "runs" / "demo").rglob("stages.json")).read_text())
+    prefixes = {"generate": "generate/", "train": "train/loss", "evaluate base lcb_sample":
+                "eval/pass@1", "evaluate ssd lcb_sample": "eval/pass@1"}
+    for stage in state["stages"]:
+        summary = newest_wandb_summary(resumed.workspace / stage["run_dir"])
+        assert any(key.startswith(prefixes[stage["name"]]) for key in summary), stage["name"]
+    demo = newest_wandb_summary(resumed.workspace / state["demo_dir"])
+    assert {"demo/base/lcb_sample/pass@1", "demo/ssd/lcb_sample/pass@5"} <= set(demo)

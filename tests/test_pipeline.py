@@ -228,7 +228,8 @@ def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) 
     again = run_grid(tmp_path, "again", *GRID)
     assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
                                   "evaluate base": 3}
-    assert ": done in" not in again and again.count("complete, reused") == 12 * 5
+    assert ": done in" not in again
+    assert again.count("complete, reused") == 12 * 4  # generation, training, final, base
     assert (tmp_path / "again" / "grid.md").read_text().split("## Every")[1] == (
         tmp_path / "first" / "grid.md").read_text().split("## Every")[1]
 

@@ -25,7 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.config import is_int, is_number, require
+from ssd.pipeline.report import (
+    DemoRecords,
+    load_records,
+    pass_header,
+    pass_rows,
+    write_report,
+)
 from ssd.pipeline.stages import (
+    CONF_DIR,
     LockSettings,
     StageRun,
     driver_model_overrides,
@@ -128,6 +136,7 @@ def generate_overrides(cfg: DictConfig) -> list[str]:
     """generate.py at the recipe's generation decoding (T_train, top-k, top-p), N = 1."""
     g = cfg.demo.generate
     return [*driver_model_overrides(cfg), f"data={g.data}", f"data.limit={sizes(cfg).prompts}",
+            f"logger={cfg.demo.logger}",
             f"decoding.max_tokens={g.max_tokens}", *_engine(cfg), *cfg.demo.extra.generate]
 
 
@@ -193,6 +202,22 @@ def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: d
     })
 
 
+def log_report(cfg: DictConfig, out: Path, records: DemoRecords) -> None:
+    """The report's base-vs-SSD table as a W&B table, and each evaluation's pass@k, in one W&B
+    run in the demo directory (with demo.logger=wandb; the stages log their own runs)."""
+    from ssd.tracking import log_wandb
+
+    logger = OmegaConf.load(CONF_DIR / "logger" / f"{cfg.demo.logger}.yaml")
+    if logger.wandb is None:
+        return
+    metrics = {f"demo/{e.role}/{e.benchmark}/pass@{k}": float(e.metrics["overall"][f"pass@{k}"])
+               for e in records.evaluations for k in e.metrics.get("ks", [])}
+    log_wandb(OmegaConf.merge(cfg, {"logger": logger}), out, stage="demo",
+              run_id=f"demo-{out.name}", metrics=metrics,
+              tables={"demo/base_vs_ssd": (pass_header(records.evaluations),
+                                           pass_rows(records.evaluations))})
+
+
 def format_duration(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
@@ -200,7 +225,6 @@ def format_duration(seconds: float) -> str:
 
 def run_demo(cfg: DictConfig) -> Path:
     """The whole chain; returns the demo directory (report.md inside)."""
-    from ssd.pipeline.report import load_records, write_report
 
     check_demo(cfg)
     started = time.perf_counter()
@@ -251,6 +275,7 @@ def run_demo(cfg: DictConfig) -> Path:
 
     records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
     report = write_report(records, out, REPORT_FILE, LOSS_PNG)
+    log_report(cfg, out, records)
     _write_state(out, cfg, stages, estimate, started)
     wall = time.perf_counter() - started
     print("\ndemo: stage wall times: " + ", ".join(

@@ -118,6 +118,14 @@ def _labelled(evaluations: Sequence[EvalRecord]) -> bool:
     return any(d != UNLABELED for e in evaluations for d in e.metrics.get("per_difficulty", {}))
 
 
+def pass_header(evaluations: Sequence[EvalRecord]) -> list[str]:
+    """The columns of ``pass_rows``."""
+    header = ["benchmark", "subset", "problems"]
+    for k in _ks(evaluations):
+        header += [f"base pass@{k}", f"SSD pass@{k}", "change"]
+    return header
+
+
 def pass_rows(evaluations: Sequence[EvalRecord]) -> list[list[str]]:
     """Base vs SSD per benchmark (overall, then per labelled difficulty), then all benchmarks
     together (problem-weighted: every problem counts once, as within a benchmark)."""
@@ -315,14 +323,10 @@ def build_report(r: DemoRecords) -> str:
     elif not r.loss:
         out += ["(no loss rows in the run's csv/metrics.csv)", ""]
 
-    ks = _ks(r.evaluations)
-    header = ["benchmark", "subset", "problems"]
-    for k in ks:
-        header += [f"base pass@{k}", f"SSD pass@{k}", "change"]
     out += [
         "## Evaluation: base vs SSD",
         "",
-        table(header, pass_rows(r.evaluations)),
+        table(pass_header(r.evaluations), pass_rows(r.evaluations)),
         "",
         "Change: SSD minus base, in percentage points. "
         + ("Per-difficulty rows are shown for benchmarks that label difficulty."
