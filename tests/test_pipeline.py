@@ -250,7 +250,8 @@ def test_overlapping_grids_compute_each_shared_stage_once(tmp_path: Path) -> Non
                                   "evaluate base": 3}
     assert set(per_stage(tmp_path)) == {1}
     assert any("is computing it; waiting" in out for out in outputs)
-    assert not list((tmp_path / "runs").rglob("*.lock"))
+    # every stage lock released (".merge.lock" is generate.py's own, a permanent flock file)
+    assert not [p for p in (tmp_path / "runs").rglob("*.lock") if not p.name.startswith(".")]
 
 
 @pytest.mark.slow
