@@ -77,15 +77,16 @@ def cases(main: str) -> list[list[str]]:
         "generate": [[]],
         "train": [["data.samples=x"]],  # mandatory; --cfg job does not read it
         "evaluate": [[], BASELINE],
+        "pipeline": [[]],
     }[main]
     return [[f"experiment={name}", *extra] for name in EXPERIMENTS for extra in per_experiment]
 
 
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory) -> dict[tuple[str, ...], Any]:
-    """(main, *args) -> the job config that main resolved, the three mains run side by side."""
+    """(main, *args) -> the job config that main resolved, the mains run side by side."""
     cwd = tmp_path_factory.mktemp("presets")
-    mains = ("generate", "train", "evaluate")
+    mains = ("generate", "train", "evaluate", "pipeline")
     processes = {
         main: subprocess.Popen([sys.executable, "-c", DRIVER, str(REPO / f"{main}.py"),
                                 json.dumps(cases(main))], cwd=cwd, stdout=subprocess.PIPE,
@@ -147,3 +148,12 @@ def test_train_follows_section_c1(resolved, name):
     steps, warmup, every = SCHEDULE["thinking" if "thinking" in name else "instruct"]
     assert (t.max_steps, o.warmup_steps, t.save_every_n_steps) == (steps, warmup, every)
     assert cfg.data.samples == "x"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_grid_defaults_to_the_papers_t_train_and_t_eval(resolved, name):
+    cfg = resolved[("pipeline", f"experiment={name}")]
+    generate = resolved[("generate", f"experiment={name}")]
+    ssd = resolved[("evaluate", f"experiment={name}")]
+    assert (cfg.gen.T, cfg.eval.T) == (generate.decoding.T, ssd.decoding.T)
+    assert cfg.model.path == generate.model.path
