@@ -212,7 +212,9 @@ def log_report(cfg: DictConfig, out: Path, records: DemoRecords) -> None:
         return
     metrics = {f"demo/{e.role}/{e.benchmark}/pass@{k}": float(e.metrics["overall"][f"pass@{k}"])
                for e in records.evaluations for k in e.metrics.get("ks", [])}
-    log_wandb(OmegaConf.merge(cfg, {"logger": logger}), out, stage="demo",
+    attached = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    attached.logger = logger  # the W&B run's config: the demo's, plus its logger
+    log_wandb(attached, out, stage="demo",
               run_id=f"demo-{out.name}", metrics=metrics,
               tables={"demo/base_vs_ssd": (pass_header(records.evaluations),
                                            pass_rows(records.evaluations))})
