@@ -388,7 +388,9 @@ def newest_wandb_summary(run_dir: Path) -> dict:
     summary: dict = {}
     for record in wandb_records(logs[-1]):
         if record.WhichOneof("record_type") == "summary":
-            summary.update({i.key: json.loads(i.value_json) for i in record.summary.update})
+            # Lightning's WandbLogger sends its keys as nested_key, the stages' own as key
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                            for i in record.summary.update})
     return summary
 
 
