@@ -224,3 +224,17 @@ def test_generate_logs_one_offline_wandb_run_into_its_run_dir(tmp_path, tiny_mod
     off = run_generation(compose("generate", [*GENERATE_SMALL, "data.limit=2", "logger=none",
                                               f"output_dir={tmp_path}/b"]))
     assert (off / "run.json").exists() and not (off / "wandb").exists()
+
+
+def test_slurm_grid_is_one_job_array_of_cells(tmp_path):
+    """`pipeline.py -m hydra/launcher=slurm` over 2 T_train x 2 T_eval: one array of four cells,
+    each one node (its stages run there, sharing the run directories through the filesystem)."""
+    env = {**os.environ, **fake_slurm(tmp_path), "SBATCH_PARTITION": "gpu-h100"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pipeline.py"), "-m", "hydra/launcher=slurm",
+         "gen.T=0.5,1.0", "eval.T=0.6,1.0", f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "sbatch: fake" in result.stderr, result.stderr
+    options = sbatch_options((tmp_path / "sbatch.sh").read_text())
+    assert options["array"].startswith("0-3") and options["nodes"] == "1"
+    assert options["job-name"] == "pipeline"
