@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from ssd.config import ConfigError
 from ssd.pipeline.grid import check_grid, select_checkpoints
@@ -165,9 +166,14 @@ def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path)
     for i, cell in enumerate(cells):
         (tmp_path / str(i)).mkdir()
         (tmp_path / str(i) / "cell.json").write_text(json.dumps(cell))
-    write_grid_report(tmp_path)
+    logger = {"wandb": {"project": "ssd", "entity": None, "mode": "offline", "group": None},
+              "csv": True}
+    write_grid_report(tmp_path, OmegaConf.create({"logger": logger}))
     for name in ("grid.md", "grid.json", "teff.png", "heatmap_none.png", "heatmap_top20_p08.png"):
         assert (tmp_path / name).stat().st_size > 0
+    # W&B: one offline run in the sweep directory, the grid's rows as a W&B table
+    tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/grid/table_*.table.json"))
+    assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 36
 
 
 # -- end to end on the tiny model -----------------------------------------------------------------
