@@ -12,28 +12,16 @@ A thin Hydra main like the three stages, so the demo takes the same override syn
 config with --cfg job, and composes each stage's config through the same Hydra instance.
 """
 
-import sys
-
 import hydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from ssd.config import user_errors
 from ssd.pipeline.demo import run_demo
-from ssd.pipeline.stages import StageFailed
+from ssd.pipeline.stages import run_driver
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
-    try:
-        with user_errors(HydraException, FileNotFoundError):
-            run_demo(cfg)
-    except StageFailed as error:  # the stage printed its own error; one line on what to do
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.returncode)
-    except KeyboardInterrupt:  # the stages got the same Ctrl-C; their run directories keep it
-        print("demo: interrupted; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+    run_driver("demo", lambda: run_demo(cfg))
 
 
 if __name__ == "__main__":

@@ -10,28 +10,16 @@ most once (under a lock), however many cells or concurrent commands need them; a
 resumes when the same command runs again. conf/pipeline.yaml maps the keys to the paper.
 """
 
-import sys
-
 import hydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from ssd.config import user_errors
 from ssd.pipeline.grid import job_dir, run_cell
-from ssd.pipeline.stages import StageFailed
+from ssd.pipeline.stages import run_driver
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    try:
-        with user_errors(HydraException, FileNotFoundError):
-            run_cell(cfg, job_dir())
-    except StageFailed as error:  # the stage printed its own error; one line on what to do
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.returncode)
-    except KeyboardInterrupt:  # the stages got the same Ctrl-C; their run directories keep it
-        print("pipeline: interrupted; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+    run_driver("pipeline", lambda: run_cell(cfg, job_dir()))
 
 
 if __name__ == "__main__":

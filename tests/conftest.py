@@ -32,3 +32,14 @@ def compose(config_name: str, overrides: list[str]):
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def cli_error(script: str, args: list[str], cwd: Path) -> list[str]:
+    """Run ``<script>.py args`` expecting bad input: exit status 2; returns its stderr lines."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / f"{script}.py"), *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stderr.strip().splitlines()

@@ -44,7 +44,7 @@ from ssd.pipeline.stages import (
     override_value,
     train_dir,
 )
-from tests.conftest import REPO, compose
+from tests.conftest import REPO, cli_error, compose
 from tests.test_launcher import wandb_records
 
 
@@ -248,10 +248,7 @@ def test_bad_demo_values_are_refused(override: str, message: str) -> None:
 
 
 def test_bad_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(REPO / "demo.py"), "demo.evaluate.n=0"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert cli_error("demo", ["demo.evaluate.n=0"], tmp_path) == [
         "error: demo.evaluate.n=0: must be an integer >= 1"]
     assert not (tmp_path / "runs").exists()
 

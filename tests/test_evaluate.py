@@ -28,7 +28,7 @@ from ssd.evaluation.run import (
 )
 from ssd.evaluation.sweep import PLOT_NAME, write_sweep_summary
 from ssd.generation import engine as engine_module
-from tests.conftest import REPO, compose
+from tests.conftest import REPO, cli_error, compose
 
 FIXTURES = REPO / "tests" / "fixtures" / "lcb"
 SOLUTIONS = json.loads((FIXTURES / "solutions.json").read_text())
@@ -128,10 +128,7 @@ def test_bad_values_fail_before_anything_starts(override: str, message: str) -> 
 
 
 def test_bad_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(REPO / "evaluate.py"), "eval.limit=0"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert cli_error("evaluate", ["eval.limit=0"], tmp_path) == [
         "error: eval.limit=0: must be an integer >= 1, or null for the whole set"]
 
 

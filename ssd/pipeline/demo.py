@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,12 +34,14 @@ from ssd.pipeline.stages import (
     CONF_DIR,
     LockSettings,
     StageRun,
+    check_model_preset,
     driver_model_overrides,
     ensure,
     evaluate_stage,
     generate_dir,
     override_value,
     presets,
+    string_list,
     train_dir,
 )
 
@@ -65,16 +65,9 @@ class Sizes:
 
 
 # -- validation and sizes (pure) ----------------------------------------------------------------
-def _string_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str) and all(
-        isinstance(v, str) for v in value)
-
-
 def check_demo(cfg: DictConfig) -> None:
     """One-line errors naming the key, before anything starts."""
-    models = presets("model")
-    require(cfg, "model.name", lambda v: v in models, "a conf/model preset: " + ", ".join(models))
-    checks.check_model(cfg)
+    check_model_preset(cfg)
     require(cfg, "demo.scale", lambda v: is_number(v) and v > 0,
             "> 0 (multiplies prompts, steps and problems)")
     pools = presets("data")
@@ -98,7 +91,7 @@ def check_demo(cfg: DictConfig) -> None:
     loggers = presets("logger")
     require(cfg, "demo.logger", lambda v: v in loggers, "one of " + ", ".join(loggers))
     for stage in ("generate", "train", "evaluate"):
-        require(cfg, f"demo.extra.{stage}", _string_list,
+        require(cfg, f"demo.extra.{stage}", string_list,
                 "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
     for key in ("stage_start_s", "generate_tokens_s", "train_tokens_s", "evaluate_tokens_s",
                 "prompt_tokens"):

@@ -33,12 +33,14 @@ from ssd.config import is_int, is_number, require
 from ssd.pipeline.stages import (
     LockSettings,
     StageRun,
+    check_model_preset,
     driver_model_overrides,
     ensure,
     evaluate_stage,
     generate_dir,
     override_value,
     presets,
+    string_list,
     train_dir,
 )
 
@@ -48,16 +50,9 @@ _EVERY = re.compile(r"^every_([1-9]\d*)$")
 
 
 # -- validation and selection (pure) ------------------------------------------------------------
-def _string_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str) and all(
-        isinstance(v, str) for v in value)
-
-
 def check_grid(cfg: DictConfig) -> None:
     """One-line errors naming the key, before any stage starts."""
-    models = presets("model")
-    require(cfg, "model.name", lambda v: v in models, "a conf/model preset: " + ", ".join(models))
-    checks.check_model(cfg)
+    check_model_preset(cfg)
     for key in ("gen.T", "eval.T"):
         require(cfg, key, lambda v: is_number(v) and v > 0, "a temperature > 0")
     truncations = presets("truncation")
@@ -76,7 +71,7 @@ def check_grid(cfg: DictConfig) -> None:
             "last, all or every_<k> (k >= 1)")
     require(cfg, "eval.base", lambda v: isinstance(v, bool), "true or false")
     for stage in ("gen", "train", "eval"):
-        require(cfg, f"{stage}.overrides", _string_list,
+        require(cfg, f"{stage}.overrides", string_list,
                 "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
     checks.check_logger(cfg)
     require(cfg, "lock.stale_after_s", lambda v: is_number(v) and v > 0, "> 0 seconds")

@@ -92,13 +92,18 @@ def _num(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:g}"
 
 
+def teff_records(best_rows: Sequence[dict[str, Any]]) -> list[ResultRecord]:
+    """The best-checkpoint cells as T_eff points, grouped by training truncation (Figure 3a)."""
+    return [ResultRecord(r["t_train"], r["t_eval"], r["pass@1"], r["truncation"])
+            for r in best_rows if not math.isnan(r["pass@1"])]
+
+
 def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The markdown and the JSON summary of a grid's cells."""
     rows = grid_rows(cells)
     best_rows = best_over_checkpoints(rows)
     bases = base_rows(cells)
-    fits = fit_groups(ResultRecord(r["t_train"], r["t_eval"], r["pass@1"], r["truncation"])
-                      for r in best_rows if not math.isnan(r["pass@1"]))
+    fits = fit_groups(teff_records(best_rows))
     fit_table = summary_rows(fits)
     best, base_best = _best(best_rows), _best(bases)
     first = cells[0] if cells else {}
@@ -189,8 +194,7 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
     markdown, summary = build_grid_report(cells)
     best_rows = summary["best_per_cell"]
     base_best = summary["base_best"]
-    records = [ResultRecord(r["t_train"], r["t_eval"], r["pass@1"], r["truncation"])
-               for r in best_rows if not math.isnan(r["pass@1"])]
+    records = teff_records(best_rows)
     if records:
         plot_teff(records, sweep_dir / TEFF_PNG,
                   baseline=base_best["pass@1"] if base_best else None)

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ssd import config as checks
+from ssd.config import require
 from ssd.pipeline.lock import StageLock
 
 REPO_ROOT = checks.REPO_ROOT
@@ -136,6 +137,37 @@ def driver_model_overrides(cfg: DictConfig) -> list[str]:
 
 def presets(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+# -- the drivers' shared checks and entry point -------------------------------------------------
+def string_list(value: Any) -> bool:
+    """A list of strings (a driver key holding Hydra overrides for a stage)."""
+    return isinstance(value, Sequence) and not isinstance(value, str) and all(
+        isinstance(v, str) for v in value)
+
+
+def check_model_preset(cfg: DictConfig) -> None:
+    """The driver's model is a conf/model preset (stages get it as ``model=<name>``) and valid."""
+    models = presets("model")
+    require(cfg, "model.name", lambda v: v in models, "a conf/model preset: " + ", ".join(models))
+    checks.check_model(cfg)
+
+
+def run_driver(driver: str, body: Callable[[], Any]) -> None:
+    """A driver's Hydra main around ``body``: bad input as one line (status 2), a failed stage as
+    one line on what to do (the stage printed its own error) with the stage's status, Ctrl-C as a
+    hint to resume (the stages got the same Ctrl-C; their run directories keep it)."""
+    from hydra.errors import HydraException
+
+    try:
+        with checks.user_errors(HydraException, FileNotFoundError):
+            body()
+    except StageFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.returncode)
+    except KeyboardInterrupt:
+        print(f"{driver}: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 # -- composing like the stages do ---------------------------------------------------------------
