@@ -1,14 +1,17 @@
 """train.py's trained-token throughput against a bare PyTorch loop, and packing's useful tokens.
 
 1. Throughput. The same model, optimizer (AdamW), data and global batch, on one process:
-   - train.py (Lightning + FSDP2 under torchrun, as users run it), its per-step
-     ``train/tokens_per_s`` (non-padding tokens over wall time between step ends) from its CSV log;
+   - train.py (Lightning under torchrun, as users run it), each step's wall time from the
+     previous step's end (its logged ``train/tokens_per_s`` is the step's tokens over that time);
    - a bare loop: the same packed micro-batches through the same loss, ``backward``,
-     ``clip_grad_norm_``, ``AdamW.step`` — no Lightning, no FSDP, no logging.
-   The two alternate over ``--rounds`` rounds of ``--steps`` steps each, so both see the same
-   machine; a round's rate is the median over its steps after the first ``--warmup``. Other
-   load on the machine only ever slows a round down, so the ratio of the best rounds is printed,
-   and the ratio of the medians over all rounds beside it.
+     ``clip_grad_norm_``, ``AdamW.step`` — no Lightning, no logging.
+   Step k trains the same sequences in both (steps are pure functions of k), so a round's
+   throughput is the trained tokens of steps ``--warmup``.. over their summed wall time. Each
+   runs in a fresh process (a process's first gigabytes of fresh memory are slow on these VMs;
+   a bare loop kept warm in the bench's own process measured ~8 % faster than in a fresh one),
+   and the two alternate over ``--rounds`` rounds, so both see the same machine. Other load
+   on the machine only ever slows a round down, so the ratio of the best rounds is printed, and
+   the ratio of the medians over all rounds beside it.
 2. Packing. On length-skewed data (log-normal lengths), the fraction of computed tokens that are
    real (not padding) for one step, with packing and without it (micro-batches padded to their
    longest row).
@@ -30,9 +33,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from ssd.training.data import StepBatch
 
 
 def chat_samples(path: Path, count: int) -> None:
@@ -45,7 +52,9 @@ def chat_samples(path: Path, count: int) -> None:
             handle.write(json.dumps({"messages": messages}) + "\n")
 
 
-def train_py_rate(samples: Path, out: Path, args: argparse.Namespace) -> list[float]:
+def train_py_seconds(samples: Path, out: Path, args: argparse.Namespace,
+                     tokens: list[int]) -> list[float]:
+    """Each step's wall time in train.py (``tokens``: each step's trained tokens)."""
     command = [sys.executable, str(REPO / "train.py"), f"model={args.model}",
                f"data.samples={samples}", f"output_dir={out}", f"trainer.max_steps={args.steps}",
                f"trainer.global_batch_size={args.global_batch}",
@@ -55,7 +64,8 @@ def train_py_rate(samples: Path, out: Path, args: argparse.Namespace) -> list[fl
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     with open(out / "csv" / "metrics.csv") as handle:
-        return [float(row["train/tokens_per_s"]) for row in csv.DictReader(handle)]
+        rates = [float(row["train/tokens_per_s"]) for row in csv.DictReader(handle)]
+    return [n / rate for n, rate in zip(tokens, rates, strict=True)]
 
 
 class BareLoop:
@@ -79,25 +89,29 @@ class BareLoop:
                                            weight_decay=0.1)
         self.args = args
 
-    def rates(self, steps: range) -> list[float]:
-        import torch
-
+    def batch(self, step: int) -> StepBatch:
         from ssd.training.data import plan_step, step_indices
 
-        rates = []
+        indices = step_indices(len(self.examples), self.args.global_batch, step, 0)
+        return plan_step(self.examples, indices, packing=True, max_seq_len=self.args.max_seq_len,
+                         micro_batch_size=1, rank=0, world_size=1,
+                         pad_id=self.tokenizer.pad_token_id or 0)
+
+    def seconds(self, steps: range) -> list[float]:
+        """Each step's wall time, planning its batch included (as train.py's data loading)."""
+        import torch
+
+        seconds = []
         for step in steps:
-            indices = step_indices(len(self.examples), self.args.global_batch, step, 0)
             start = time.perf_counter()
-            batch = plan_step(self.examples, indices, packing=True,
-                              max_seq_len=self.args.max_seq_len, micro_batch_size=1, rank=0,
-                              world_size=1, pad_id=self.tokenizer.pad_token_id or 0)
+            batch = self.batch(step)
             for micro in batch.micro_batches:
                 (self.model(**micro) / batch.label_tokens).backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            rates.append(batch.tokens / (time.perf_counter() - start))
-        return rates
+            seconds.append(time.perf_counter() - start)
+        return seconds
 
 
 def useful_fractions(seed: int = 0) -> tuple[float, float]:
@@ -119,28 +133,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--global-batch", type=int, default=4)
     parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--bare-loop", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    ours: list[float] = []  # each round's median step rate
+    if args.bare_loop:  # one bare round, in this fresh process
+        bare_loop = BareLoop(args.bare_loop, args)
+        print(json.dumps({"tokens": [bare_loop.batch(step).tokens for step in range(args.steps)],
+                          "seconds": bare_loop.seconds(range(args.steps))}))
+        return
+
+    ours: list[float] = []  # each round's tokens/s over the measured steps
     bare: list[float] = []
+    measured = slice(args.warmup, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "train.jsonl"
         chat_samples(samples, args.samples)
-        bare_loop = BareLoop(samples, args)
         for round_ in range(args.rounds):
-            bare.append(statistics.median(bare_loop.rates(range(args.steps))[args.warmup:]))
+            bare_round = json.loads(subprocess.run(
+                [sys.executable, __file__, *sys.argv[1:], "--bare-loop", str(samples)],
+                check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            tokens = bare_round["tokens"]
+            trained = sum(tokens[measured])
+            bare.append(trained / sum(bare_round["seconds"][measured]))
             run = Path(tmp) / f"run-{round_}"
-            ours.append(statistics.median(train_py_rate(samples, run, args)[args.warmup:]))
-            print(f"round {round_}: train.py {ours[-1]:.1f}  bare {bare[-1]:.1f} tokens/s",
-                  flush=True)
+            ours.append(trained / sum(train_py_seconds(samples, run, args, tokens)[measured]))
+            print(f"round {round_}: train.py {ours[-1]:.1f}  bare {bare[-1]:.1f} tokens/s "
+                  f"({ours[-1] / bare[-1]:.3f})", flush=True)
     packed, padded = useful_fractions()
     print(f"model={args.model} rounds={args.rounds} x {args.steps} steps (first {args.warmup} "
-          f"excluded) global_batch={args.global_batch} max_seq_len={args.max_seq_len}")
+          f"excluded: {trained} trained tokens) global_batch={args.global_batch} "
+          f"max_seq_len={args.max_seq_len}")
     print(f"train.py  : {max(ours):9.1f} trained tokens/s (best round)  "
           f"{statistics.median(ours):9.1f} (median round)")
     print(f"bare loop : {max(bare):9.1f} trained tokens/s (best round)  "

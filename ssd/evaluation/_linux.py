@@ -1,8 +1,9 @@
 """Thin ctypes wrappers for the Linux calls the sandbox needs and Python 3.11 lacks.
 
 `os.unshare` only arrived in Python 3.12 and there is no `os.mount` or `prctl` at all, so the
-template process (see `_zygote.py`) reaches them through libc. Standard library only: this module
-is imported by a bare `python -I -S` interpreter, outside the `ssd` package.
+template process (see `_zygote.py`) reaches them through libc; training's processes use `prctl`
+too (they die with their parent). Standard library only: this module is also imported by a bare
+`python -I -S` interpreter, outside the `ssd` package.
 """
 
 from __future__ import annotations

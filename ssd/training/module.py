@@ -89,7 +89,8 @@ class SFTModule(L.LightningModule):
         self._last_step_end: float | None = None
 
     def configure_model(self) -> None:
-        """Load the HF model and shard it with FSDP2: each decoder layer, then the root."""
+        """Load the HF model; on several processes, shard it with FSDP2: each decoder layer,
+        then the root."""
         if self.model is not None:
             return
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -100,17 +101,20 @@ class SFTModule(L.LightningModule):
         if self.activation_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
-        mesh = self.device_mesh["data_parallel"] if self.device_mesh is not None else None
+        model.train()  # from_pretrained returns eval mode
+        self.model = ResponseLoss(model)
+        mesh = self.device_mesh["data_parallel"]
+        if mesh.size() == 1:
+            # Nothing to shard: FSDP2 on one process would still copy every parameter into an
+            # unsharded buffer for each forward and backward, and every gradient out (~7 % of a
+            # step). The checkpoints resume either way (strategy.py).
+            return
         # bf16 compute and all-gathers, fp32 master weights and gradient reduction.
         policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                   if self.bf16 else MixedPrecisionPolicy())
-        model.train()  # from_pretrained returns eval mode
-        wrapped = ResponseLoss(model)
-        # Sharded even on one rank: Lightning's distributed checkpoints (resume) need DTensors.
         for layer in model.get_decoder().layers:
             fully_shard(layer, mesh=mesh, mp_policy=policy)
-        fully_shard(wrapped, mesh=mesh, mp_policy=policy)
-        self.model = wrapped
+        fully_shard(self.model, mesh=mesh, mp_policy=policy)
 
     def configure_optimizers(self) -> Any:
         o = self.optimizer_cfg
@@ -129,8 +133,11 @@ class SFTModule(L.LightningModule):
         started = time.perf_counter()
         scale = self.trainer.world_size / max(batch.label_tokens, 1)
         loss_sum = torch.zeros((), dtype=torch.float32)
+        # bf16 on one process (no FSDP2 to cast) is autocast: fp32 weights, bf16 matmuls.
+        autocast = self.bf16 and self.trainer.world_size == 1
         for micro in batch.micro_batches:
-            loss = self.model(**micro)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = self.model(**micro)
             self.manual_backward(loss * scale)
             loss_sum += loss.detach().float().cpu()
         grad_norm = self._clip_and_norm()

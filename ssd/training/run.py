@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssd import config as checks
+from ssd.evaluation._linux import PR_SET_PDEATHSIG, prctl
 from ssd.models import resolve_model_path
 from ssd.training.data import read_training_set
 
@@ -74,6 +76,21 @@ def rendezvous(num_nodes: int, identity: str) -> list[str]:
             f"--rdzv-endpoint={address}:{port}", f"--rdzv-id={identity}"]
 
 
+def die_with_parent(parent: int | None = None) -> None:
+    """Have the kernel SIGKILL this process as soon as its parent dies.
+
+    torchrun starts each rank in a session of its own, so a SIGKILL to the job's process group
+    (or to the launcher alone) would leave the ranks training on, orphaned, beside the rerun that
+    resumes the same run directory. Each link (train.py -> torchrun -> rank) dies with the one
+    above it. A parent that died before this call has already handed the process over to
+    another: ``parent`` is the pid it must still be, or, unknown, it must not be init.
+    """
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    orphaned = os.getppid() != parent if parent is not None else os.getppid() == 1
+    if orphaned:
+        os._exit(1)
+
+
 def run_training(cfg: DictConfig) -> Path:
     validate(cfg)
     out = output_dir(cfg).resolve()
@@ -101,7 +118,9 @@ def run_training(cfg: DictConfig) -> Path:
                *rendezvous(cfg.trainer.num_nodes, identity),
                "-m", "ssd.training.worker", str(out / "config.yaml")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    returncode = subprocess.run(command, env=env).returncode
+    launcher = os.getpid()
+    returncode = subprocess.run(command, env=env,
+                                preexec_fn=lambda: die_with_parent(launcher)).returncode
     if returncode != 0:
         raise TrainingFailed(f"train: the training processes exited with status {returncode}; "
                              f"their output is above (run directory: {out})")

@@ -2,9 +2,10 @@
 
 CONFIG is the resolved config that train.py wrote into the run directory. Lightning sees the
 torchrun environment and joins the process group instead of launching processes of its own;
-``ModelParallelStrategy`` (data-parallel size = world size, tensor-parallel 1) gives the module a
-device mesh, and the module shards itself with FSDP2 (``fully_shard``), which, unlike Lightning's
-``FSDPStrategy``, also runs on CPU (gloo).
+``DataParallelStrategy`` (strategy.py: Lightning's ``ModelParallelStrategy``, data-parallel size =
+world size, tensor-parallel 1) gives the module a device mesh, and on several processes the module
+shards itself with FSDP2 (``fully_shard``), which, unlike Lightning's ``FSDPStrategy``, also runs
+on CPU (gloo).
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ from ssd.training.data import (
 )
 from ssd.training.export import HFExport
 from ssd.training.module import SFTModule
+from ssd.training.run import die_with_parent
+from ssd.training.strategy import CHECKPOINT_COMPLETE_FILE, DataParallelStrategy
 
 CHECKPOINT_PREFIX = "step-"
-# Lightning's distributed checkpoints are folders whose non-tensor state (loops, schedulers) is
-# written last, by rank 0, into this file: a folder without it is a checkpoint cut short.
-CHECKPOINT_COMPLETE_FILE = "meta.pt"
 
 
 class StepDataset(Dataset):
@@ -136,14 +136,12 @@ def train(cfg: DictConfig) -> None:
                                   filename=CHECKPOINT_PREFIX + "{step:06d}",
                                   auto_insert_metric_name=False,
                                   every_n_train_steps=t.save_every_n_steps, save_top_k=1)
-    from lightning.pytorch.strategies import ModelParallelStrategy
-
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
         num_nodes=t.num_nodes,
-        strategy=ModelParallelStrategy(data_parallel_size=world_size, tensor_parallel_size=1),
-        precision="32-true",  # mixed precision is FSDP2's MixedPrecisionPolicy (module.py)
+        strategy=DataParallelStrategy(world_size),
+        precision="32-true",  # mixed precision is the module's (FSDP2's policy, or autocast)
         max_steps=t.max_steps,
         logger=_loggers(cfg, out),
         callbacks=[checkpoints, HFExport(out / "hf", t.save_every_n_steps, cfg.model_resolved)],
@@ -181,6 +179,7 @@ def train(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    die_with_parent()  # with torchrun
     cfg = OmegaConf.load(sys.argv[1])
     assert isinstance(cfg, DictConfig)
     train(cfg)
