@@ -7,8 +7,8 @@
      ``clip_grad_norm_``, ``AdamW.step`` — no Lightning, no logging.
    Step k trains the same sequences in both (steps are pure functions of k), so a round's
    throughput is the trained tokens of steps ``--warmup``.. over their summed wall time. Each
-   runs in a fresh process (a process's first gigabytes of fresh memory are slow on these VMs;
-   a bare loop kept warm in the bench's own process measured ~8 % faster than in a fresh one),
+   runs in a fresh process (with the bare loop kept warm in the bench's own process, train.py's
+   fresh process measured ~8 % slower than alone, the bare loop ~3 % faster than fresh),
    and the two alternate over ``--rounds`` rounds, so both see the same machine. Other load
    on the machine only ever slows a round down, so the ratio of the best rounds is printed, and
    the ratio of the medians over all rounds beside it.

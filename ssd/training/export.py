@@ -1,9 +1,9 @@
-"""HF exports of the (sharded) model that vLLM, transformers and this project load directly.
+"""HF exports of the trained model that vLLM, transformers and this project load directly.
 
 Every ``every_n_steps`` optimizer steps and at the end of training, the full state dict is
-gathered from the FSDP2 shards onto rank 0's CPU and written with ``save_pretrained`` (safetensors)
-next to the tokenizer and a generation config, first into a temporary folder that is then
-renamed, so an export folder either is complete or does not exist:
+gathered (from the FSDP2 shards, if sharded) onto rank 0's CPU and written with
+``save_pretrained`` (safetensors) next to the tokenizer and a generation config, first into a
+temporary folder that is then renamed, so an export folder either is complete or does not exist:
 
     hf/step-000250/   hf/step-000500/   ...   hf/final/
 """

@@ -88,6 +88,7 @@ def die_with_parent(parent: int | None = None) -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     orphaned = os.getppid() != parent if parent is not None else os.getppid() == 1
     if orphaned:
+        os.write(2, b"train: the launching process is gone; not starting\n")
         os._exit(1)
 
 
