@@ -88,6 +88,11 @@ class SFTModule(L.LightningModule):
         self.model: ResponseLoss | None = None
         self._last_step_end: float | None = None
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP2 shards the model only across several processes (one process: no copies)."""
+        return self.device_mesh["data_parallel"].size() > 1
+
     def configure_model(self) -> None:
         """Load the HF model; on several processes, shard it with FSDP2: each decoder layer,
         then the root."""
@@ -103,12 +108,12 @@ class SFTModule(L.LightningModule):
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()  # from_pretrained returns eval mode
         self.model = ResponseLoss(model)
-        mesh = self.device_mesh["data_parallel"]
-        if mesh.size() == 1:
-            # Nothing to shard: FSDP2 on one process would still copy every parameter into an
-            # unsharded buffer for each forward and backward, and every gradient out (~7 % of a
-            # step). The checkpoints resume either way (strategy.py).
+        if not self.sharded:
+            # FSDP2 on one process would still copy every parameter into an unsharded buffer
+            # for each forward and backward, and every gradient out (~7 % of a step). The
+            # checkpoints resume either way (strategy.py).
             return
+        mesh = self.device_mesh["data_parallel"]
         # bf16 compute and all-gathers, fp32 master weights and gradient reduction.
         policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                   if self.bf16 else MixedPrecisionPolicy())
@@ -134,7 +139,7 @@ class SFTModule(L.LightningModule):
         scale = self.trainer.world_size / max(batch.label_tokens, 1)
         loss_sum = torch.zeros((), dtype=torch.float32)
         # bf16 on one process (no FSDP2 to cast) is autocast: fp32 weights, bf16 matmuls.
-        autocast = self.bf16 and self.trainer.world_size == 1
+        autocast = self.bf16 and not self.sharded
         for micro in batch.micro_batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = self.model(**micro)
