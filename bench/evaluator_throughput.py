@@ -39,7 +39,7 @@ from ssd.evaluation import (
     load_lcb_jsonl,
     load_lcb_offline,
 )
-from ssd.evaluation._codec import PRELUDE_SOURCE
+from ssd.sandbox.codec import PRELUDE_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the checker tests' mutants, shared from tests/fixtures

@@ -41,9 +41,9 @@ def main() -> None:
 
     import ssd.config  # noqa: F401  (config resolvers)
     from ssd.data.prompts import chat_messages, load_pool
-    from ssd.generation.engine import get_engine, sample_seed, sampling_params
     from ssd.generation.run import ShardFiles, engine_settings, sample_shard
     from ssd.models import resolve_model_path
+    from ssd.sampling import get_engine, sample_seed, sampling_params
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("generate", [f"model={args.model}", f"data.limit={args.prompts}",

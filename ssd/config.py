@@ -10,9 +10,6 @@ Each group has one check function; entry scripts call the ones for the groups th
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,7 +41,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
         sys.exit(2)
 
 
-def _get(cfg: DictConfig, key: str) -> Any:
+def get_value(cfg: DictConfig, key: str) -> Any:
     try:
         return OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException as error:
@@ -53,7 +50,7 @@ def _get(cfg: DictConfig, key: str) -> Any:
 
 
 def require(cfg: DictConfig, key: str, ok: Callable[[Any], bool], accepted: str) -> Any:
-    value = _get(cfg, key)
+    value = get_value(cfg, key)
     try:
         good = ok(value)
     except TypeError:
@@ -127,6 +124,8 @@ def check_filter(cfg: DictConfig) -> None:
         require(cfg, key, lambda v: isinstance(v, bool), "true or false")
     require(cfg, "filter.drop_shortest_fraction", lambda v: is_number(v) and 0 <= v < 1,
            "in [0, 1) (0 keeps all lengths)")
+    require(cfg, "filter.cut_samples", lambda v: v in ("keep_open", "drop"),
+           "keep_open (train on samples cut at max_tokens without an end-of-turn label) or drop")
 
 
 def check_shard(cfg: DictConfig) -> None:
@@ -135,17 +134,14 @@ def check_shard(cfg: DictConfig) -> None:
            f"an integer in [0, shard.count={count})")
 
 
-def config_hash(cfg: DictConfig, keys: list[str]) -> str:
-    """A short content hash of the resolved values under ``keys`` (the stage's identity)."""
-    payload = {key: OmegaConf.to_container(_get(cfg, key), resolve=True)
-               if isinstance(_get(cfg, key), DictConfig) else _get(cfg, key) for key in keys}
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+def check_sft_samples(cfg: DictConfig) -> None:
+    require(cfg, "data.samples", lambda v: isinstance(v, str) and Path(v).is_file(),
+           "an existing train.jsonl written by generate.py "
+           "(data.samples=<run>/filter-<settings>/train.jsonl)")
 
 
 def check_sft_data(cfg: DictConfig) -> None:
-    require(cfg, "data.samples", lambda v: isinstance(v, str) and Path(v).is_file(),
-           "an existing train.jsonl written by generate.py (data.samples=<run>/train.jsonl)")
+    """train.py's data group, all but the training set itself (check_sft_samples)."""
     require(cfg, "data.packing", lambda v: isinstance(v, bool), "true or false")
     require(cfg, "data.overlong", lambda v: v in {"truncate", "drop"}, "truncate or drop")
 
@@ -178,29 +174,9 @@ def check_trainer(cfg: DictConfig) -> None:
 
 
 def check_logger(cfg: DictConfig) -> None:
-    if _get(cfg, "logger.wandb") is not None:
+    if get_value(cfg, "logger.wandb") is not None:
         require(cfg, "logger.wandb.mode", lambda v: v in {"offline", "online", "disabled"},
                "offline, online or disabled")
         require(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
                "a W&B project name")
     require(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")
-
-
-def claim_output_dir(out: Path, identity: str, key: str = "output_dir") -> None:
-    """Mark ``out`` as holding the run ``identity``; refuse a folder that holds another run.
-
-    Resuming appends to what a folder holds, so a folder written under a different config must
-    never be resumed into (its samples or checkpoints would mix with this run's).
-    """
-    marker = out / "identity.json"
-    if marker.exists():
-        found = json.loads(marker.read_text()).get("identity")
-        if found != identity:
-            raise ConfigError(f"{key}={out}: holds a run with a different config (identity "
-                              f"{found}, this one {identity}); choose another {key} or delete it")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    # Atomic (several nodes of one run may claim the same shared folder at once).
-    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"identity": identity}) + "\n")
-    os.replace(tmp, marker)

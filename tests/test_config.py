@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ssd.config import ConfigError
-from ssd.generation.run import output_dir, validate
+from ssd.generation.run import filter_plan, sampling_plan, validate
 from tests.conftest import REPO, compose
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -69,6 +70,7 @@ def test_decoding_presets_follow_the_recipe_and_overrides_win():
         ("engine.gpu_memory_utilization=1.5", "engine.gpu_memory_utilization"),
         ("shard.index=2", "shard.index"),
         ("filter.drop_shortest_fraction=1", "filter.drop_shortest_fraction"),
+        ("filter.cut_samples=close", "filter.cut_samples"),
         ("model.dtype=int3", "model.dtype"),
     ],
 )
@@ -109,9 +111,24 @@ def test_cfg_job_resolves_for_every_experiment(tmp_path):
         assert OmegaConf.create(result.stdout).model.name == name
 
 
-def test_output_dir_is_named_by_the_sampling_identity():
-    a = output_dir(compose("generate", ["decoding.T=1.6"]))
-    b = output_dir(compose("generate", ["decoding.T=1.6", "filter.drop_shortest_fraction=0.1"]))
-    c = output_dir(compose("generate", ["decoding.T=1.2"]))
+def test_output_dir_is_named_by_the_sampling_identity_and_the_filter_has_its_own():
+    configs = [compose("generate", ["decoding.T=1.6"]),
+               compose("generate", ["decoding.T=1.6", "filter.drop_shortest_fraction=0.1"]),
+               compose("generate", ["decoding.T=1.2"])]
+    a, b, c = (sampling_plan(cfg).run_dir for cfg in configs)
     assert a == b  # the filter does not change which samples are drawn
     assert a != c and a.name.startswith("T1.6_k20_p0.8_n1_seed0-")
+    filters = [filter_plan(cfg).run_dir for cfg in configs[:2]]
+    assert filters[0].parent == filters[1].parent == a and filters[0] != filters[1]
+    assert all(f.name.startswith("filter-") for f in filters)
+
+
+def test_the_pool_is_part_of_the_identity_as_content_not_as_a_path(tmp_path):
+    pool = REPO / "data" / "prompts" / "codeforces_sample.json"
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(pool.read_bytes())
+    same = sampling_plan(compose("generate", [f"data.path={copy}"]))
+    assert same.identity == sampling_plan(compose("generate", [f"data.path={pool}"])).identity
+    records = json.loads(copy.read_text())
+    copy.write_text(json.dumps(records[:-1]))  # the same path, other content
+    assert sampling_plan(compose("generate", [f"data.path={copy}"])).identity != same.identity

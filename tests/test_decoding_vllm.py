@@ -58,7 +58,7 @@ def _contexts(tiny_model: str):
     from vllm.inputs import TokensPrompt
 
     from ssd.data.prompts import chat_messages
-    from ssd.generation.engine import EngineSettings, get_engine
+    from ssd.sampling import EngineSettings, get_engine
 
     llm = get_engine(EngineSettings(
         model=tiny_model, dtype="float32", tensor_parallel_size=1, gpu_memory_utilization=0.9,

@@ -39,10 +39,10 @@ from ssd.pipeline.stages import (
     compose_stage,
     computations,
     evaluate_stage,
-    generate_dir,
+    generate_stages,
     model_overrides,
     override_value,
-    train_dir,
+    train_stage,
 )
 from tests.conftest import REPO, cli_error, compose
 from tests.test_launcher import wandb_records
@@ -82,16 +82,20 @@ def synthetic_records() -> DemoRecords:
                        "truncation": {"top_k": 20, "top_p": 0.8}},
             "pool": {"prompts": 16},
             "shards": [{"generated": 16, "prompt_tokens": 8800, "completion_tokens": 4000,
-                        "finish_stop": 10, "finish_length": 6, "seconds": 50.0}],
-            "filter": {"settings": {"drop_empty": True, "drop_single_line": True},
-                       "samples": 16, "kept": 13, "dropped": {"single_line_stub": 2, "empty": 1},
-                       "kept_completion_tokens": 3900}},
+                        "finish_stop": 10, "finish_length": 6, "seconds": 50.0}]},
         generate_dir="runs/generate/g",
+        filter={"settings": {"drop_empty": True, "drop_single_line": True,
+                             "cut_samples": "keep_open"},
+                "samples": 16, "kept": 13, "dropped": {"single_line_stub": 2, "empty": 1},
+                "cut_samples": {"policy": "keep_open", "cut": 6, "kept_open": 5},
+                "kept_completion_tokens": 3900},
+        filter_dir="runs/generate/g/filter-1",
         train={"config": {"trainer": {"max_steps": 8, "global_batch_size": 4,
                                       "max_seq_len": 1024, "precision": "auto"},
                           "optimizer": {"lr": 5e-6, "min_lr": 1e-6, "warmup_steps": 1,
                                         "betas": [0.9, 0.95], "weight_decay": 0.1}},
                "samples": 13, "length_policy": {"truncated": 3, "dropped": 0},
+               "training_set": {"tokens": "sampled_ids", "samples": 13, "ended": 8, "open": 5},
                "seconds": 300.0, "world_size": 1, "resumed_from": None,
                "hf_export": "runs/train/t/hf/final"},
         train_dir="runs/train/t",
@@ -125,6 +129,11 @@ def test_report_has_settings_counts_curve_tables_examples_and_the_caveat() -> No
     assert "| training | 8 steps x 4 sequences, max_seq_len 1024" in report
     # generation counts, every drop reason
     assert "| kept for training | 13 |" in report
+    assert "| cut at max_tokens (policy) | 6 (keep_open) |" in report
+    assert "| of which cut, trained open (no end-of-turn label) | 5 |" in report
+    assert "| tokens trained on | the token ids as sampled |" in report
+    assert "| ended by the model / cut, trained open | 8 / 5 |" in report
+    assert "- filter: `runs/generate/g/filter-1`" in report
     assert "| dropped: empty | 1 |" in report and "| dropped: single_line_stub | 2 |" in report
     assert "| finished (stop / length) | 10 / 6 |" in report
     assert "| sampling time | 50 s (80 tokens/s) |" in report
@@ -298,14 +307,22 @@ def run_demo(workspace: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def stage_dirs(workspace: Path) -> dict[str, Path]:
-    """Where the driver will find each stage's outputs (relative run dirs, in ``workspace``)."""
-    cfg = compose("demo", TINY)
-    generated = generate_dir(generate_overrides(cfg))
-    trained = train_dir(train_overrides(cfg, str(generated / "train.jsonl")))
+def stage_dirs(workspace: Path, extra: list[str] = ()) -> dict[str, Path]:
+    """Where the driver will find each stage's outputs (relative run dirs, in ``workspace``):
+    generation's and the base evaluation's at once, training's once its training set exists."""
+    cfg = compose("demo", [*TINY, *extra])
+    generated, train_set = generate_stages(generate_overrides(cfg))
     base = Path(evaluate_stage("base", evaluate_overrides(cfg, "lcb_sample", None)).run_dir)
-    return {"generate": workspace / generated, "train": workspace / trained,
+    dirs = {"generate": workspace / generated.run_dir, "filter": workspace / train_set.parent,
             "base": workspace / base}
+    if (workspace / train_set).is_file():
+        cwd = Path.cwd()
+        os.chdir(workspace)  # the training set's path is relative to the workspace
+        try:
+            dirs["train"] = Path(train_stage(train_overrides(cfg, str(train_set))).run_dir)
+        finally:
+            os.chdir(cwd)
+    return dirs
 
 
 @pytest.fixture(scope="module")
@@ -313,18 +330,18 @@ def resumed(tmp_path_factory) -> Resumed:
     """The demo killed (whole process group, SIGKILL) once train.py has claimed its run
     directory, then the same command again, to the end."""
     workspace = tmp_path_factory.mktemp("demo")
-    dirs = stage_dirs(workspace)
     log = open(workspace / "killed.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(demo_command(), cwd=workspace, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
-    marker = dirs["train"] / "identity.json"
     deadline = time.monotonic() + 300
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+    while (not list(workspace.glob("runs/train/*/*/identity.json")) and process.poll() is None
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     assert process.poll() is None, (workspace / "killed.log").read_text()[-3000:]
     os.killpg(process.pid, signal.SIGKILL)  # demo.py, train.py, torchrun and the rank at once
     process.wait()
     log.close()
+    dirs = stage_dirs(workspace)
     assert (dirs["generate"] / "run.json").exists() and not (dirs["train"] / "run.json").exists()
     samples_before = (dirs["generate"] / "samples.jsonl").stat()
     return Resumed(workspace, samples_before, run_demo(workspace).stdout, dirs)
@@ -361,18 +378,19 @@ def test_demo_writes_the_report_and_a_rerun_reuses_every_stage(resumed: Resumed)
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = json.loads((out / "stages.json").read_text())
     run_dirs = [resumed.workspace / s["run_dir"] for s in state["stages"]]
-    assert [s["name"] for s in state["stages"]] == [
-        "generate", "train", "evaluate base lcb_sample", "evaluate ssd lcb_sample"]
-    assert run_dirs[:3] == [resumed.dirs["generate"], resumed.dirs["train"], resumed.dirs["base"]]
-    outputs = [run_dirs[0] / "samples.jsonl", run_dirs[1] / "run.json",
-               run_dirs[2] / "metrics.json", run_dirs[3] / "metrics.json"]
+    names = ["generate", "filter", "train", "evaluate base lcb_sample", "evaluate ssd lcb_sample"]
+    assert [s["name"] for s in state["stages"]] == names
+    assert run_dirs[:4] == [resumed.dirs[k] for k in ("generate", "filter", "train", "base")]
+    outputs = [run_dirs[0] / "samples.jsonl", run_dirs[1] / "train.jsonl", run_dirs[2] / "run.json",
+               run_dirs[3] / "metrics.json", run_dirs[4] / "metrics.json"]
     before = [p.stat().st_mtime_ns for p in outputs]
 
     again = run_demo(resumed.workspace).stdout
-    for name in ("generate", "train", "evaluate base lcb_sample", "evaluate ssd lcb_sample"):
+    for name in names:
         assert f"{name}: complete, reused" in again
-    assert again.count("complete, reused") == 4 and ": done in" not in again
-    assert all(len(computations(d)) == 1 for d in run_dirs)
+    assert again.count("complete, reused") == 5 and ": done in" not in again
+    # every stage computed once (the filter as part of the generate stage's run)
+    assert [len(computations(d)) for d in run_dirs] == [1, 0, 1, 1, 1]
     assert [p.stat().st_mtime_ns for p in outputs] == before
     assert (out / "report.md").read_text().split("## Time")[0] == report.split("## Time")[0]
 
@@ -394,10 +412,13 @@ def newest_wandb_summary(run_dir: Path) -> dict:
 @pytest.mark.slow
 def test_every_demo_stage_and_the_report_log_an_offline_wandb_run(resumed: Resumed) -> None:
     state = json.loads(next((resumed.workspace / "runs" / "demo").rglob("stages.json")).read_text())
-    prefixes = {"generate": "generate/", "train": "train/loss", "evaluate base lcb_sample":
-                "eval/pass@1", "evaluate ssd lcb_sample": "eval/pass@1"}
+    prefixes = {"generate": "generate/", "filter": "generate/kept", "train": "train/loss",
+                "evaluate base lcb_sample": "eval/pass@1",
+                "evaluate ssd lcb_sample": "eval/pass@1"}
     for stage in state["stages"]:
-        summary = newest_wandb_summary(resumed.workspace / stage["run_dir"])
+        run_dir = resumed.workspace / stage["run_dir"]
+        # the filter step logs into its generate run's W&B run
+        summary = newest_wandb_summary(run_dir.parent if stage["name"] == "filter" else run_dir)
         assert any(key.startswith(prefixes[stage["name"]]) for key in summary), stage["name"]
     demo = newest_wandb_summary(resumed.workspace / state["demo_dir"])
     assert {"demo/base/lcb_sample/pass@1", "demo/ssd/lcb_sample/pass@5"} <= set(demo)

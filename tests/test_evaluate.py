@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ssd import sampling as engine_module
 from ssd.config import ConfigError
 from ssd.data.prompts import chat_messages
-from ssd.evaluation import WINDOWS, load_humaneval, load_lcb_offline, pass_at_k
+from ssd.evaluation import WINDOWS, load_humaneval, load_lcb_offline
 from ssd.evaluation.benchmarks import load_check_script_problems
 from ssd.evaluation.prompts import eval_messages, prompt_style
 from ssd.evaluation.run import (
@@ -27,7 +28,7 @@ from ssd.evaluation.run import (
     run_identity,
 )
 from ssd.evaluation.sweep import PLOT_NAME, write_sweep_summary
-from ssd.generation import engine as engine_module
+from ssd.passk import pass_at_k
 from tests.conftest import REPO, cli_error, compose
 
 FIXTURES = REPO / "tests" / "fixtures" / "lcb"
@@ -98,7 +99,8 @@ def test_t_train_from_the_provenance_of_a_train_export(tmp_path: Path) -> None:
     (generated / "run.json").write_text(json.dumps({"config": {"decoding": {"T": 1.6}}}))
     train_run = tmp_path / "train-run"
     (train_run / "hf" / "final").mkdir(parents=True)
-    (train_run / "config.yaml").write_text(f"data:\n  samples: {generated / 'train.jsonl'}\n")
+    train_set = generated / "filter-0a1b2c3d" / "train.jsonl"
+    (train_run / "config.yaml").write_text(f"data:\n  samples: {train_set}\n")
     assert provenance_t_train(str(train_run / "hf" / "final")) == 1.6
     assert provenance_t_train(str(tmp_path)) is None
     assert provenance_t_train("builtin:tiny") is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ssd.generation.filter import (
+    CUT,
     EMPTY,
     SHORTEST,
     SINGLE_LINE,
@@ -10,11 +13,14 @@ from ssd.generation.filter import (
     filter_samples,
     training_record,
 )
+from ssd.sampling import PROMPT_TOO_LONG
 
 
-def sample(text: str, tokens: int, index: int = 0) -> dict:
+def sample(text: str, tokens: int, index: int = 0, finish: str = "stop") -> dict:
     return {"prompt_id": f"p{index}", "sample_index": 0, "completion": text,
-            "completion_tokens": tokens, "messages": [{"role": "user", "content": "q"}]}
+            "completion_tokens": tokens, "messages": [{"role": "user", "content": "q"}],
+            "prompt_token_ids": [5, 6], "completion_token_ids": list(range(10, 10 + tokens)),
+            "finish_reason": finish}
 
 
 def test_reasons():
@@ -39,7 +45,24 @@ def test_counts_and_shortest_fraction():
     assert [s["completion_tokens"] for s in result.kept] == [5, 9, 7, 8]
 
 
-def test_training_record_appends_the_raw_completion():
-    record = training_record(sample("a\nb", 2))
+def test_training_record_carries_the_sampled_ids_and_the_text():
+    record = training_record(sample("a\nb", 2, finish="length"))
+    assert record["prompt_token_ids"] == [5, 6] and record["completion_token_ids"] == [10, 11]
+    assert record["finish_reason"] == "length"
     assert record["messages"][-1] == {"role": "assistant", "content": "a\nb"}
     assert record["messages"][0]["role"] == "user"
+
+
+def test_cut_samples_are_kept_open_or_dropped_and_counted():
+    samples = [sample("a\nb", 4, 0, "length"), sample("a\nb", 3, 1, "stop"),
+               sample("", 0, 2, PROMPT_TOO_LONG), sample("x\ny", 4, 3, "length")]
+    kept = filter_samples(samples)  # default: keep_open
+    assert [s["prompt_id"] for s in kept.kept] == ["p0", "p1", "p3"]
+    assert kept.kept_open == 2 and kept.dropped == {PROMPT_TOO_LONG: 1}
+    dropped = filter_samples(samples, cut_samples="drop")
+    assert [s["prompt_id"] for s in dropped.kept] == ["p1"]
+    assert dropped.kept_open == 0 and dropped.dropped == {PROMPT_TOO_LONG: 1, CUT: 2}
+    # A prompt that did not fit is dropped whatever the degeneracy rules say.
+    assert filter_samples(samples[2:3], drop_empty=False).dropped == {PROMPT_TOO_LONG: 1}
+    with pytest.raises(ValueError, match="cut_samples"):
+        filter_samples(samples, cut_samples="close")

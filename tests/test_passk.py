@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from ssd.evaluation.passk import ProblemResult, pass_at_k, summarize
+from ssd.passk import ProblemResult, pass_at_k, summarize
 
 
 def brute_force(n: int, c: int, k: int) -> Fraction:

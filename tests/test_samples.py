@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ssd.generation.samples import SampleWriter, read_records, repair
+from ssd.records import SampleWriter, read_records, repair
 
 
 def test_torn_tail_is_cut_and_done_keys_are_read(tmp_path):

@@ -76,7 +76,7 @@ def test_train_logs_exports_and_vllm_samples_from_the_export(samples, tmp_path):
 
     from vllm import SamplingParams
 
-    from ssd.generation.engine import EngineSettings, get_engine
+    from ssd.sampling import EngineSettings, get_engine
 
     llm = get_engine(EngineSettings(
         model=str(out / "hf" / "final"), dtype="float32", tensor_parallel_size=1,

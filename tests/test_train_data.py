@@ -9,18 +9,22 @@ import pytest
 import torch
 
 from ssd.training.data import (
+    CHAT_TEMPLATE,
     IGNORE_INDEX,
+    SAMPLED_IDS,
     Example,
     LengthPolicy,
     SamplesError,
     apply_length_policy,
     best_fit_decreasing,
     collate,
+    largest_token_id,
     pack_row,
     plan_step,
     read_training_set,
     render,
     step_indices,
+    training_examples,
 )
 from ssd.training.module import ResponseLoss
 
@@ -146,5 +150,45 @@ def test_bad_training_sets(tmp_path):
         read_training_set(broken)
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text(json.dumps({"messages": conversation("x")[:2]}) + "\n")
-    with pytest.raises(SamplesError, match="line 1 has no chat 'messages'"):
+    with pytest.raises(SamplesError, match=r"line 1 has neither token ids .* nor chat 'messages'"):
         read_training_set(wrong)
+    no_reason = tmp_path / "no_reason.jsonl"
+    no_reason.write_text(json.dumps({"prompt_token_ids": [1], "completion_token_ids": [2]}))
+    with pytest.raises(SamplesError, match="line 1 has neither token ids"):
+        read_training_set(no_reason)
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(sampled([1, 2], [3], "stop")) + "\n"
+                     + json.dumps({"messages": conversation("x\ny")}) + "\n")
+    with pytest.raises(SamplesError, match="line 2 mixes token-id and chat-messages records"):
+        read_training_set(mixed)
+
+
+def sampled(prompt: list[int], completion: list[int], finish: str) -> dict:
+    return {"prompt_token_ids": prompt, "completion_token_ids": completion,
+            "finish_reason": finish, "messages": conversation("text for people")}
+
+
+def test_sampled_ids_are_trained_as_they_are_end_of_turn_only_where_sampled(tmp_path, tokenizer):
+    eot = tokenizer.eos_token_id
+    path = tmp_path / "train.jsonl"
+    records = [sampled([7, 8, 9], [30, 31, eot], "stop"), sampled([7, 8], [40, 41, 42], "length")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    training_set = read_training_set(path)
+    assert training_set.tokens == SAMPLED_IDS
+    examples, summary = training_examples(training_set, tokenizer)
+    assert summary == {"tokens": SAMPLED_IDS, "samples": 2, "ended": 1, "open": 1}
+    assert examples[0].input_ids == [7, 8, 9, 30, 31, eot]
+    assert examples[0].labels == [IGNORE_INDEX] * 3 + [30, 31, eot]
+    assert examples[1].input_ids == [7, 8, 40, 41, 42]  # cut: no end-of-turn appended
+    assert examples[1].labels == [IGNORE_INDEX] * 2 + [40, 41, 42]
+    assert largest_token_id(training_set) == max(42, eot)
+
+
+def test_chat_messages_sets_are_rendered_and_say_so(tmp_path, tokenizer):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"messages": conversation("x\ny")}) + "\n")
+    training_set = read_training_set(path)
+    examples, summary = training_examples(training_set, tokenizer)
+    assert summary == {"tokens": CHAT_TEMPLATE, "samples": 1, "ended": 1, "open": 0}
+    assert examples[0] == render(tokenizer, conversation("x\ny"), tokenizer.eos_token_id)
+    assert largest_token_id(training_set) == -1

@@ -7,12 +7,17 @@
 - ``teff``: the effective-temperature view of Section 3.4 (T_eff = T_train · T_eval, quadratic fit).
 
 Every core function is pure; the only I/O lives in the explicit ``plot_*`` functions.
+
+Public entry for the drivers: the T_eff fits the grid report draws (``ResultRecord``,
+``fit_groups``, ``plot_teff``, ``summary_rows``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from ssd.analysis.teff import ResultRecord, fit_groups, plot_teff, summary_rows
 
 
 @contextmanager
@@ -32,3 +37,4 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+__all__ = ["ResultRecord", "fit_groups", "plot_teff", "single_thread", "summary_rows"]

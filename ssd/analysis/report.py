@@ -28,6 +28,8 @@ from ssd import config as checks
 from ssd.analysis import teff, tokens, toy
 from ssd.config import ConfigError, is_int, is_number, require
 from ssd.data.prompts import DataError, chat_messages, load_pool
+from ssd.records import read_records
+from ssd.sampling import chat_prompt_ids, sample_seed
 
 COMMANDS = ("toy", "tokens", "teff")
 
@@ -167,14 +169,12 @@ def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
 def sampled_continuations(cfg: DictConfig, tokenizer: Any, model: Any
                           ) -> list[tokens.Continuation]:
     """One seeded continuation per pool prompt, sampled from the base model."""
-    from ssd.generation.engine import sample_seed
-
     pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit)
     c = cfg.tokens.continuation
     stops = _stop_ids(tokenizer, model)
     items = []
     for prompt in pool.prompts:
-        ids = tokens.prompt_token_ids(tokenizer, chat_messages(prompt.statement))
+        ids = chat_prompt_ids(tokenizer, chat_messages(prompt.statement))
         new = tokens.sample_continuation(
             model, ids, int(cfg.tokens.max_new_tokens), float(c.T), int(c.top_k or 0),
             float(c.top_p), sample_seed(int(c.seed), prompt.prompt_id, 0), stops)
@@ -184,32 +184,34 @@ def sampled_continuations(cfg: DictConfig, tokenizer: Any, model: Any
 
 def continuation_from_record(record: Any, tokenizer: Any, max_new_tokens: int
                              ) -> tokens.Continuation | None:
-    """A samples.jsonl record (messages + completion) or a train.jsonl one (assistant last).
-
-    The completion is re-tokenised on its own (samples.jsonl stores text), which can differ from
-    the sampling-time tokens at the prompt boundary; the contexts are still identical for both
-    models, which is what the comparison needs. Returns None for an empty completion.
-    """
+    """A samples.jsonl or train.jsonl record: its token ids as sampled when it has them (a
+    generate.py record), else its text (messages + completion, or messages ending with the
+    assistant turn), tokenised here. Returns None for an empty completion."""
+    if isinstance(record, Mapping) and "completion_token_ids" in record:
+        prompt, completion = record.get("prompt_token_ids"), record.get("completion_token_ids")
+        if not (isinstance(prompt, list) and isinstance(completion, list)):
+            raise DataError("needs 'prompt_token_ids' and 'completion_token_ids' (lists of ids)")
+        ids = [int(i) for i in completion][:max_new_tokens]
+        return (tokens.Continuation(str(record.get("prompt_id") or ""),
+                                    tuple(int(i) for i in prompt), tuple(ids)) if ids else None)
     messages = record.get("messages") if isinstance(record, Mapping) else None
     completion = record.get("completion") if isinstance(record, Mapping) else None
     if isinstance(messages, list) and completion is None and messages \
             and isinstance(messages[-1], Mapping) and messages[-1].get("role") == "assistant":
         messages, completion = messages[:-1], messages[-1].get("content")
     if not isinstance(messages, list) or not isinstance(completion, str):
-        raise DataError("needs 'messages' (a chat list) and 'completion' (text), or messages "
-                        "ending with the assistant turn")
+        raise DataError("needs token ids, or 'messages' (a chat list) and 'completion' (text), "
+                        "or messages ending with the assistant turn")
     ids = tokenizer(completion, add_special_tokens=False)["input_ids"][:max_new_tokens]
     if not ids:
         return None
     prompt_id = str(record.get("prompt_id") or "")
-    return tokens.Continuation(prompt_id, tuple(tokens.prompt_token_ids(tokenizer, messages)),
+    return tokens.Continuation(prompt_id, tuple(chat_prompt_ids(tokenizer, messages)),
                                tuple(int(i) for i in ids))
 
 
 def recorded_continuations(cfg: DictConfig, tokenizer: Any) -> list[tokens.Continuation]:
     """Up to ``data.limit`` non-empty completions of ``tokens.samples``, in file order."""
-    from ssd.generation.samples import read_records
-
     path = Path(cfg.tokens.samples)
     limit = cfg.data.limit
     items: list[tokens.Continuation] = []

@@ -363,12 +363,6 @@ def load_causal_lm(path: str, dtype: str = "float32") -> Any:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
 
 
-def prompt_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """The chat prompt exactly as generate.py presents it to the model."""
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                              tokenize=True, return_dict=False))
-
-
 @torch.no_grad()
 def sample_continuation(
     model: Any,

@@ -1,4 +1,8 @@
-"""Evaluation: code extraction, sandboxed execution with LiveCodeBench semantics, pass@k."""
+"""The evaluate stage: code extraction, sandboxed checks with LiveCodeBench semantics, pass@k.
+
+Public entry (what drivers use): ``run_evaluation``, ``check_eval``, ``evaluation_plan``; the
+benchmark loaders and the evaluator for library use.
+"""
 
 from ssd.evaluation.benchmarks import (
     WINDOWS,
@@ -14,26 +18,23 @@ from ssd.evaluation.benchmarks import (
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
 from ssd.evaluation.extraction import Extraction, extract_code
-from ssd.evaluation.passk import ProblemResult, pass_at_k, summarize
-from ssd.evaluation.sandbox import Limits, SandboxInfo
+from ssd.evaluation.run import check_eval, evaluation_plan, run_evaluation
 
 __all__ = [
     "WINDOWS",
     "Evaluator",
     "Extraction",
-    "Limits",
     "Problem",
-    "ProblemResult",
-    "SandboxInfo",
     "Test",
     "Verdict",
+    "check_eval",
     "check_script_to_functional",
+    "evaluation_plan",
     "extract_code",
     "load_check_script_problems",
     "load_humaneval",
     "load_lcb_hub",
     "load_lcb_jsonl",
     "load_lcb_offline",
-    "pass_at_k",
-    "summarize",
+    "run_evaluation",
 ]

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from ssd.evaluation import _codec
 from ssd.evaluation.benchmarks import Problem
-from ssd.evaluation.sandbox import SandboxFailure
+from ssd.sandbox import SandboxFailure, codec
 
 DETAIL_CHARS = 300
 
@@ -167,14 +166,14 @@ def run_stdin_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict
 
 
 def _call(channel: Channel, clock: Clock, args: Any, kwargs: Any) -> Any:
-    req = {"op": "call", "a": _codec.encode_value(args), "k": _codec.encode_value(kwargs)}
+    req = {"op": "call", "a": codec.encode_value(args), "k": codec.encode_value(kwargs)}
     reply = channel.request(req, clock.timeout())
     if reply.get("t") != "ok":
         raise _CallFailed(reply)
     if clock.over(reply):
         raise SandboxFailure("timeout", "over the time limit")
     try:
-        return _codec.decode_value(reply.get("r"))
+        return codec.decode_value(reply.get("r"))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _CallFailed(
             {"reason": "wrong_answer", "detail": f"undecodable result: {exc}"}
@@ -222,7 +221,7 @@ def run_check_script(channel: Channel, problem: Problem, clock: Clock) -> Verdic
         return early
     ns: dict[str, Any] = {"__name__": "__check__", "__builtins__": builtins}
     if problem.prelude:
-        exec(compile(_codec.PRELUDE_SOURCE, "<prelude>", "exec"), ns)
+        exec(compile(codec.PRELUDE_SOURCE, "<prelude>", "exec"), ns)
     calls = 0
 
     def candidate(*args: Any, **kwargs: Any) -> Any:

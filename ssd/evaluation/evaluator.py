@@ -28,7 +28,7 @@ from ssd.evaluation.checking import (
     run_stdin_tests,
 )
 from ssd.evaluation.extraction import extract_code
-from ssd.evaluation.sandbox import Limits, Sandbox, SandboxError, SandboxFailure, SandboxInfo
+from ssd.sandbox import Limits, Sandbox, SandboxError, SandboxFailure, SandboxInfo
 
 
 class Evaluator:

@@ -23,7 +23,6 @@ a sweep varies (T, top-k, top-p, seed, n, max_tokens) is part of the engine's se
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import re
@@ -39,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ssd import config as checks
+from ssd import sampling as engine_module
 from ssd.config import ConfigError, is_int, is_number, require
 from ssd.evaluation.benchmarks import (
     HUB_REPO,
@@ -50,23 +50,35 @@ from ssd.evaluation.benchmarks import (
 )
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
-from ssd.evaluation.passk import ProblemResult, summarize
 from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
-from ssd.generation import engine as engine_module
-from ssd.generation.engine import get_engine, sample_seed, sampling_params
-from ssd.generation.run import engine_settings
-from ssd.generation.samples import SampleWriter, read_records, write_json_atomic
+from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
+from ssd.passk import ProblemResult, summarize
+from ssd.records import SampleWriter, read_records, write_json_atomic
+from ssd.sampling import (
+    PROMPT_TOO_LONG,
+    Request,
+    Sample,
+    chat_prompt_ids,
+    engine_settings,
+    get_engine,
+    sample_requests,
+    sample_seed,
+    sampling_params,
+)
 from ssd.tracking import log_wandb, write_csv
 
 STAGE = "eval"  # prefix of every logged metric name
 FORMATS = ("lcb_offline", "lcb", "humaneval")
 HUB_PATH = f"hub:{HUB_REPO}"
-# The values that decide a run's samples and verdicts (its identity and directory name). Not
-# eval.ks (metrics are recomputed from results.jsonl), eval.workers, logger, progress.
-EVAL_KEYS = ["eval.name", "eval.format", "eval.path", "eval.start_date", "eval.end_date",
-             "eval.limit", "eval.time_limit_s"]
-SAMPLE_KEYS = ["model", "decoding", "truncation", "engine.max_model_len"]
+# Bump when what a result record means changes: part of the identity.
+RESULT_FORMAT = 2  # 2: the content-identity rule (model weights and benchmark file digests)
+# The values that decide a run's samples and verdicts (its identity, with the benchmark file's
+# digest). Not eval.ks (metrics are recomputed from results.jsonl), eval.workers, logger, progress.
+EVAL_KEYS = ["eval.name", "eval.format", "eval.start_date", "eval.end_date", "eval.limit",
+             "eval.time_limit_s"]
+# ... and, when sampling, besides the model's weights.
+SAMPLE_KEYS = ["model.dtype", "model.thinking", "decoding", "truncation", "engine.max_model_len"]
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -184,25 +196,17 @@ def load_completions(path: str, problems: Sequence[Problem]) -> dict[tuple[str, 
 
 
 # -- identity and run directory -----------------------------------------------------------------
-def _hash(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:10]
-
-
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_identity(cfg: DictConfig) -> str:
-    """A hash of everything that decides the samples and their verdicts."""
-    evals = checks.config_hash(cfg, EVAL_KEYS)
+    """A hash of everything that decides the samples and their verdicts: the benchmark file's
+    content and the model's weights (or the given completions' content), and the values."""
+    inputs = {"benchmark": input_identity(cfg.eval.path)}
+    values = config_values(cfg, EVAL_KEYS)
     if cfg.eval.completions is not None:
-        return _hash(evals, str(Path(cfg.eval.completions).resolve()),
-                     file_digest(cfg.eval.completions))
-    return _hash(evals, checks.config_hash(cfg, SAMPLE_KEYS), PROMPT_VERSION)
+        inputs["completions"] = input_identity(cfg.eval.completions)
+    else:
+        inputs["model"] = model_identity(cfg.model.path)
+        values.update(config_values(cfg, SAMPLE_KEYS), prompt_version=PROMPT_VERSION)
+    return stage_identity(STAGE, RESULT_FORMAT, values, inputs)
 
 
 def model_label(name: str, path: str) -> str:
@@ -229,16 +233,25 @@ def output_dir(cfg: DictConfig, identity: str) -> Path:
             / cfg.eval.name / name)
 
 
+def evaluation_plan(cfg: DictConfig) -> StagePlan:
+    """The run directory and identity; complete when metrics.json holds this identity's pass@k
+    for the requested ks (other ks only recompute the metrics from results.jsonl)."""
+    identity = run_identity(cfg)
+    return StagePlan(STAGE, output_dir(cfg, identity), identity, "metrics.json",
+                     {"requested_ks": [int(k) for k in cfg.eval.ks]})
+
+
 def provenance_t_train(model_path: str) -> float | None:
-    """T_train of a train.py export ``<run>/hf/<tag>``: the run's config names its samples, whose
-    generate.py run.json holds the decoding they were drawn with. None when any link is missing."""
+    """T_train of a train.py export ``<run>/hf/<tag>``: the run's config names its training set
+    (``<generate run>/filter-*/train.jsonl``), whose generate.py run.json holds the decoding they
+    were drawn with. None when any link is missing."""
     folder = Path(model_path)
     if folder.parent.name != "hf":
         return None
     try:
         train_config = OmegaConf.load(folder.parent.parent / "config.yaml")
         samples = Path(str(train_config.data.samples))
-        generated = json.loads((samples.parent / "run.json").read_text())
+        generated = json.loads((samples.parent.parent / "run.json").read_text())
         return float(generated["config"]["decoding"]["T"])
     except Exception:  # provenance is a convenience; a missing link just means "unknown"
         return None
@@ -371,60 +384,37 @@ class _Checker:
 
 def _sample_and_check(cfg: DictConfig, jobs: list[Job], model_path: str, checker: _Checker,
                       identity: str) -> Counter[str]:
-    """Stream the jobs through the engine; hand each finished sample to the checker."""
-    from vllm.inputs import TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
-
+    """Stream the jobs through the engine; hand each finished sample to the checker (a prompt
+    too long for the context is a failed sample, recorded at once)."""
     llm = get_engine(engine_settings(cfg, model_path))
     tokenizer = llm.get_tokenizer()
-    engine = llm.llm_engine
-    max_len = engine.model_config.max_model_len
     decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
     truncation = OmegaConf.to_container(cfg.truncation, resolve=True)
-    prompts: dict[str, list[int]] = {}
-    by_request: dict[str, tuple[Job, int]] = {}
-    counts: Counter[str] = Counter()
-    try:
-        for job in jobs:
-            qid = job.problem.question_id
-            if qid not in prompts:
-                prompts[qid] = tokenizer.apply_chat_template(
-                    eval_messages(job.problem), add_generation_prompt=True, tokenize=True,
-                    return_dict=False)
-            seed = sample_seed(cfg.decoding.seed, qid, job.index)
-            if len(prompts[qid]) >= max_len:  # vLLM would refuse it: a failed sample, no crash
-                verdict = Verdict(False, "prompt_too_long", f"{len(prompts[qid])} prompt tokens, "
-                                  f"context {max_len}", 0, len(job.problem.tests))
-                checker.write(result_record(job.problem, job.index, "", verdict, {
-                    "prompt_tokens": len(prompts[qid]), "completion_tokens": 0,
-                    "finish_reason": None, "sample_seed": seed, "model": cfg.model.path,
-                    "decoding": decoding, "truncation": truncation}))
-                counts["prompt_too_long"] += 1
-                continue
-            params = sampling_params(cfg.decoding, cfg.truncation, seed)
-            params.output_kind = RequestOutputKind.FINAL_ONLY  # only finished samples are needed
-            # Our own request ids (the engine reports them back), unique to this run.
-            request_id = f"{identity}/{qid}/{job.index}"
-            engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompts[qid]), params)
-            by_request[request_id] = (job, seed)
-        while engine.has_unfinished_requests():
-            for output in engine.step():
-                if not output.finished:
-                    continue
-                job, seed = by_request.pop(output.request_id)
-                completion = output.outputs[0]
-                extra = {"prompt_tokens": len(output.prompt_token_ids or []),
-                         "completion_tokens": len(completion.token_ids),
-                         "finish_reason": completion.finish_reason, "sample_seed": seed,
-                         "model": cfg.model.path, "decoding": decoding, "truncation": truncation}
-                checker.submit(job.problem, job.index, completion.text, extra)
-                counts["generated"] += 1
-                counts["completion_tokens"] += len(completion.token_ids)
-            checker.drain()
-    finally:
-        if by_request:  # an error mid-run: leave the shared engine clean for the next job
-            engine.abort_request(list(by_request))
-    return counts
+    problems = {job.problem.question_id: job.problem for job in jobs}
+    prompts = {qid: chat_prompt_ids(tokenizer, eval_messages(problem))
+               for qid, problem in problems.items()}
+    requests = [Request((job.problem.question_id, job.index), prompts[job.problem.question_id],
+                        sample_seed(cfg.decoding.seed, job.problem.question_id, job.index))
+                for job in jobs]
+    context = llm.llm_engine.model_config.max_model_len
+
+    def check(sample: Sample) -> None:
+        qid, index = sample.request.key
+        problem = problems[qid]
+        extra = {"prompt_tokens": len(sample.request.prompt_token_ids),
+                 "completion_tokens": len(sample.token_ids),
+                 "finish_reason": sample.finish_reason, "sample_seed": sample.request.seed,
+                 "model": cfg.model.path, "decoding": decoding, "truncation": truncation}
+        if sample.finish_reason == PROMPT_TOO_LONG:  # nothing to run: a failed sample
+            verdict = Verdict(False, PROMPT_TOO_LONG, f"{extra['prompt_tokens']} prompt tokens, "
+                              f"context {context}", 0, len(problem.tests))
+            checker.write(result_record(problem, index, "", verdict, extra))
+        else:
+            checker.submit(problem, index, sample.text, extra)
+
+    return sample_requests(llm, requests,
+                           lambda seed: sampling_params(cfg.decoding, cfg.truncation, seed),
+                           check, identity, between_steps=checker.drain)
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -494,18 +484,16 @@ def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, in
 def run_evaluation(cfg: DictConfig) -> Path:
     """The whole stage for one job; returns the run directory (metrics.json inside)."""
     validate(cfg)
-    identity = run_identity(cfg)
-    out = output_dir(cfg, identity)
+    plan = evaluation_plan(cfg)
+    identity, out = plan.identity, plan.run_dir
     job_dir = hydra_job_dir()
     ks = [int(k) for k in cfg.eval.ks]
-    metrics_file = out / "metrics.json"
-    if metrics_file.exists():
-        previous = json.loads(metrics_file.read_text())
-        if (previous.get("status") == "complete" and previous.get("identity") == identity
-                and previous.get("eval", {}).get("ks") == ks):
-            print(f"evaluate: already complete, nothing to do: {out}")
-            _publish(job_dir, out, {**previous, "already_complete": True})
-            return out
+    if plan.complete():
+        previous = plan.record()
+        assert previous is not None
+        print(f"evaluate: already complete, nothing to do: {out}")
+        _publish(job_dir, out, {**previous, "already_complete": True})
+        return out
 
     problems = load_problems(cfg)
     sampled = cfg.eval.completions is None
@@ -518,6 +506,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
     what = f"{cfg.decoding.n} samples" if sampled else "the given completions"
     print(f"evaluate: {len(problems)} problems x {what} ({cfg.eval.name}) -> {out}")
 
+    plan.claim()
     started = time.perf_counter()
     counts = produce_results(cfg, out, keys, completions, identity)
     counts["seconds"] = round(time.perf_counter() - started, 3)
@@ -528,8 +517,6 @@ def run_evaluation(cfg: DictConfig) -> Path:
     metrics = compute_metrics(records, problems, ks)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     payload = {
-        "status": "complete",
-        "identity": identity,
         "stage": STAGE,
         **metrics,
         "n": max(per_problem.values()),
@@ -554,8 +541,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
         write_csv(out / "metrics.csv", flat)
     payload["wandb"] = log_wandb(cfg, out, stage="evaluate", run_id=f"eval-{identity}",
                                  metrics=flat)
-    write_json_atomic(metrics_file, payload)
-    _publish(job_dir, out, payload)
+    plan.write_record(payload)
+    _publish(job_dir, out, plan.record() or payload)
     overall = ", ".join(f"pass@{k} {metrics[f'pass@{k}']:.4f}" for k in metrics["ks"])
     print(f"evaluate: {metrics['problems']} problems, {metrics['samples']} samples: {overall}; "
           f"failures {metrics['reasons'] or 'none'}; outputs in {out}")

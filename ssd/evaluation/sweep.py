@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ssd.evaluation.passk import UNLABELED
+from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
 
 PLOT_NAME = "pass_at_k_vs_T.png"

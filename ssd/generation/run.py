@@ -1,18 +1,23 @@
 """The generate stage: prompts → vLLM samples (resumable, sharded) → degeneracy filter → train set.
 
-Layout of a run directory::
+Layout of a run directory (named by the sampling identity, see ``ssd.identity``)::
 
     samples.jsonl            one line per sample, append-only (merged from shards if sharded)
     samples-00001-of-00004.jsonl, shard-00001-of-00004.json   (data-parallel shards only)
-    train.jsonl              the filtered SSD training set in chat `messages` format
-    filter.json              the filter's settings and counts per reason
-    run.json                 resolved config, counts, timings, versions; status "complete"
-    metrics.csv              the run's generate/... metrics as one CSV row (logger.csv)
+    run.json                 the sampling record: resolved config, counts, versions; "complete"
+    filter-<settings>/       one folder per filter setting, content-addressed
+        train.jsonl          the filtered SSD training set: the token ids as sampled
+        filter.json          settings, counts per reason, cut samples kept open; "complete"
+    metrics.csv              the job's generate/... metrics as one CSV row (logger.csv)
     wandb/                   one W&B run per job (logger.wandb; offline by default)
 
-Every sample has a seed derived from (decoding.seed, prompt_id, sample_index), so its text does not
-depend on what else is in the batch: a run killed at any point and restarted with the same config
-ends with exactly the samples of an uninterrupted run.
+The filter is its own step: its identity is its settings plus the digest of samples.jsonl, so
+changing a filter value writes a new ``filter-*`` folder (and train.py, keyed by the training
+set's digest, trains again) but never samples again.
+
+Every sample has a seed derived from (decoding.seed, prompt_id, sample_index), so its tokens do
+not depend on what else is in the batch: a run killed at any point and restarted with the same
+config ends with exactly the samples of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -30,20 +35,36 @@ from tqdm import tqdm
 from ssd import config as checks
 from ssd import tracking
 from ssd.data.prompts import Prompt, chat_messages, load_pool
-from ssd.generation.engine import EngineSettings, get_engine, sample_seed, sampling_params
-from ssd.generation.filter import EMPTY, SHORTEST, SINGLE_LINE, filter_samples, training_record
-from ssd.generation.samples import (
-    SampleWriter,
-    read_records,
-    write_json_atomic,
-    write_jsonl_atomic,
+from ssd.generation.filter import REASONS, FilterResult, filter_samples, training_record
+from ssd.identity import (
+    StagePlan,
+    config_values,
+    input_identity,
+    model_identity,
+    stage_identity,
 )
 from ssd.models import resolve_model_path
 from ssd.models.cache import file_lock
+from ssd.records import SampleWriter, read_records, write_jsonl_atomic
+from ssd.sampling import (
+    Request,
+    Sample,
+    chat_prompt_ids,
+    engine_settings,
+    get_engine,
+    sample_requests,
+    sample_seed,
+    sampling_params,
+)
 
-# The values that decide which samples a run produces (its identity and directory name).
-SAMPLE_KEYS = ["model", "data", "decoding", "truncation", "engine.max_model_len"]
 STAGE = "generate"  # the prefix of this stage's logged metric names
+# Bump when what a sample record holds changes: part of the sampling identity.
+SAMPLE_FORMAT = 2  # 2: prompt and completion token ids as sampled
+FILTER_FORMAT = 1
+# The values besides the model and the pool that decide which samples a run produces.
+SAMPLE_KEYS = ["data.field", "data.limit", "data.hub_config", "data.hub_split", "decoding",
+               "truncation", "engine.max_model_len", "model.dtype", "model.thinking"]
+TRAIN_SET = "train.jsonl"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -53,24 +74,44 @@ def validate(cfg: DictConfig) -> None:
         check(cfg)
 
 
-def output_dir(cfg: DictConfig) -> Path:
+# -- identity and plans -------------------------------------------------------------------------
+def sampling_plan(cfg: DictConfig) -> StagePlan:
+    """Where the samples go and under which identity: the model and pool as content, plus every
+    value that changes a sample. Not the filter (a step of its own) nor sharding."""
+    identity = stage_identity(STAGE, SAMPLE_FORMAT, config_values(cfg, SAMPLE_KEYS), {
+        "model": model_identity(cfg.model.path), "pool": input_identity(cfg.data.path)})
     if cfg.output_dir:
-        return Path(cfg.output_dir)
-    t = cfg.truncation
-    name = (f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}_n{cfg.decoding.n}"
-            f"_seed{cfg.decoding.seed}-{checks.config_hash(cfg, SAMPLE_KEYS)}")
-    return Path("runs") / "generate" / cfg.model.name / cfg.data.name / name
+        out = Path(cfg.output_dir)
+    else:
+        t = cfg.truncation
+        name = (f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}_n{cfg.decoding.n}"
+                f"_seed{cfg.decoding.seed}-{identity}")
+        out = Path("runs") / "generate" / cfg.model.name / cfg.data.name / name
+    return StagePlan(STAGE, out, identity, "run.json")
 
 
-def engine_settings(cfg: DictConfig, model_path: str, logprobs_mode: str = "raw_logprobs"
-                    ) -> EngineSettings:
-    e = cfg.engine
-    return EngineSettings(
-        model=model_path, dtype=cfg.model.dtype, tensor_parallel_size=e.tensor_parallel_size,
-        gpu_memory_utilization=e.gpu_memory_utilization, max_model_len=e.max_model_len,
-        max_num_seqs=e.max_num_seqs, enforce_eager=e.enforce_eager,
-        cpu_kv_cache_gib=e.cpu_kv_cache_gib, logprobs_mode=logprobs_mode,
-    )
+def filter_settings(cfg: DictConfig) -> dict[str, Any]:
+    settings = OmegaConf.to_container(cfg.filter, resolve=True)
+    assert isinstance(settings, dict)
+    return settings
+
+
+def filter_plan(cfg: DictConfig, sampling: StagePlan | None = None) -> StagePlan:
+    """The filter step over a sampling run: its folder is named by the settings; its identity
+    adds the digest of samples.jsonl (empty until the samples exist, and then never complete)."""
+    sampling = sampling or sampling_plan(cfg)
+    settings = filter_settings(cfg)
+    folder = "filter-" + stage_identity("filter", FILTER_FORMAT, settings, {})[:8]
+    samples = sampling.run_dir / "samples.jsonl"
+    digest = input_identity(str(samples)) if sampling.complete() else None
+    identity = (stage_identity("filter", FILTER_FORMAT, settings, {"samples": digest})
+                if digest else "")
+    return StagePlan("filter", sampling.run_dir / folder, identity, "filter.json")
+
+
+def train_set_path(cfg: DictConfig) -> Path:
+    """The training set this config's filter writes (train.py's ``data.samples``)."""
+    return filter_plan(cfg).run_dir / TRAIN_SET
 
 
 @dataclass
@@ -95,8 +136,9 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__}
 
 
-def sample_shard(cfg: DictConfig, prompts: list[Prompt], model_path: str, files: ShardFiles
-                 ) -> dict[str, Any]:
+# -- sampling -----------------------------------------------------------------------------------
+def sample_shard(cfg: DictConfig, prompts: list[Prompt], model_path: str, files: ShardFiles,
+                 run_tag: str, model_id: str) -> dict[str, Any]:
     """Generate every missing (prompt, sample_index) of this shard, appending as they finish."""
     n = cfg.decoding.n
     started = time.perf_counter()
@@ -105,77 +147,63 @@ def sample_shard(cfg: DictConfig, prompts: list[Prompt], model_path: str, files:
         counts: Counter[str] = Counter(expected=len(prompts) * n, resumed=len(writer.done),
                                        torn_bytes_repaired=writer.repaired_bytes)
         if pending:
-            counts.update(_generate(cfg, pending, model_path, writer))
+            counts.update(_generate(cfg, pending, model_path, writer, run_tag, model_id))
     counts["seconds"] = round(time.perf_counter() - started, 3)
     return dict(counts)
 
 
 def _generate(cfg: DictConfig, pending: list[tuple[Prompt, int]], model_path: str,
-              writer: SampleWriter) -> Counter[str]:
-    from vllm.inputs import TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
-
+              writer: SampleWriter, run_tag: str, model_id: str) -> Counter[str]:
     llm = get_engine(engine_settings(cfg, model_path))
     tokenizer = llm.get_tokenizer()
     decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
     truncation = OmegaConf.to_container(cfg.truncation, resolve=True)
-    token_ids: dict[str, list[int]] = {}
-    requests, params = [], []
-    for prompt, index in pending:
-        if prompt.prompt_id not in token_ids:
-            token_ids[prompt.prompt_id] = tokenizer.apply_chat_template(
-                chat_messages(prompt.statement), add_generation_prompt=True, tokenize=True,
-                return_dict=False)
-        requests.append(TokensPrompt(prompt_token_ids=token_ids[prompt.prompt_id]))
-        seed = sample_seed(cfg.decoding.seed, prompt.prompt_id, index)
-        params.append(sampling_params(cfg.decoding, cfg.truncation, seed))
-    # Our own request ids (the engine reports them back): prompt_id/sample_index.
-    engine = llm.llm_engine
-    by_request = {}
-    for request, param, (prompt, index) in zip(requests, params, pending, strict=True):
-        request_id = f"{prompt.prompt_id}/{index}"
-        param.output_kind = RequestOutputKind.FINAL_ONLY  # only finished samples are needed
-        engine.add_request(request_id, request, param)
-        by_request[request_id] = (prompt, index, param.seed)
-
-    counts: Counter[str] = Counter()
+    by_id = {prompt.prompt_id: prompt for prompt, _ in pending}
+    prompt_ids = {pid: chat_prompt_ids(tokenizer, chat_messages(p.statement))
+                  for pid, p in by_id.items()}
+    requests = [Request((prompt.prompt_id, index), prompt_ids[prompt.prompt_id],
+                        sample_seed(cfg.decoding.seed, prompt.prompt_id, index))
+                for prompt, index in pending]
     bar = tqdm(total=len(pending), desc="samples", unit="sample", disable=not cfg.progress,
                dynamic_ncols=True)
     started = time.perf_counter()
-    while engine.has_unfinished_requests():
-        for output in engine.step():
-            if not output.finished:
-                continue
-            prompt, index, seed = by_request[output.request_id]
-            completion = output.outputs[0]
-            writer.write({
-                "prompt_id": prompt.prompt_id,
-                "sample_index": index,
-                "messages": chat_messages(prompt.statement),
-                "completion": completion.text,
-                "prompt_tokens": len(output.prompt_token_ids or []),
-                "completion_tokens": len(completion.token_ids),
-                "finish_reason": completion.finish_reason,
-                "model": cfg.model.path,
-                "decoding": decoding,
-                "truncation": truncation,
-                "sample_seed": seed,
-            })
-            counts["generated"] += 1
-            counts["prompt_tokens"] += len(output.prompt_token_ids or [])
-            counts["completion_tokens"] += len(completion.token_ids)
-            counts[f"finish_{completion.finish_reason}"] += 1
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(samples_s=f"{counts['generated'] / elapsed:.2f}",
-                            tokens_s=f"{counts['completion_tokens'] / elapsed:.1f}",
-                            refresh=False)
-            bar.update(1)
-    bar.close()
-    return counts
+    done: Counter[str] = Counter()
+
+    def write(sample: Sample) -> None:
+        prompt_id, index = sample.request.key
+        writer.write({
+            "prompt_id": prompt_id,
+            "sample_index": index,
+            "messages": chat_messages(by_id[prompt_id].statement),
+            "prompt_token_ids": sample.request.prompt_token_ids,
+            "completion_token_ids": sample.token_ids,
+            "completion": sample.text,
+            "prompt_tokens": len(sample.request.prompt_token_ids),
+            "completion_tokens": len(sample.token_ids),
+            "finish_reason": sample.finish_reason,
+            "model": cfg.model.path,
+            "model_identity": model_id,
+            "decoding": decoding,
+            "truncation": truncation,
+            "sample_seed": sample.request.seed,
+        })
+        done["samples"] += 1
+        done["tokens"] += len(sample.token_ids)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(samples_s=f"{done['samples'] / elapsed:.2f}",
+                        tokens_s=f"{done['tokens'] / elapsed:.1f}", refresh=False)
+        bar.update(1)
+
+    try:
+        return sample_requests(llm, requests,
+                               lambda seed: sampling_params(cfg.decoding, cfg.truncation, seed),
+                               write, run_tag)
+    finally:
+        bar.close()
 
 
-def _merge_and_filter(cfg: DictConfig, out: Path, prompts: list[Prompt]) -> dict[str, Any]:
-    """Join the shards in pool order (if sharded) and write the filtered training set."""
+def merge_shards(cfg: DictConfig, out: Path, prompts: list[Prompt]) -> list[dict[str, Any]]:
+    """Every sample in pool order, the shards joined into samples.jsonl (if sharded)."""
     order = {p.prompt_id: rank for rank, p in enumerate(prompts)}
     count = cfg.shard.count
     shard_files = [ShardFiles.of(out, i, count).samples for i in range(count)]
@@ -183,30 +211,70 @@ def _merge_and_filter(cfg: DictConfig, out: Path, prompts: list[Prompt]) -> dict
     samples.sort(key=lambda r: (order[r["prompt_id"]], r["sample_index"]))
     if count > 1:
         write_jsonl_atomic(out / "samples.jsonl", samples)
+    return samples
+
+
+# -- the filter step ----------------------------------------------------------------------------
+def filter_report(settings: dict[str, Any], samples: list[dict[str, Any]],
+                  result: FilterResult) -> dict[str, Any]:
+    return {"settings": settings, "samples": len(samples), "kept": len(result.kept),
+            "dropped": {reason: result.dropped.get(reason, 0) for reason in REASONS},
+            "cut_samples": {"policy": settings["cut_samples"], "kept_open": result.kept_open,
+                            "cut": sum(s.get("finish_reason") == "length" for s in samples)},
+            "kept_completion_tokens": sum(s["completion_tokens"] for s in result.kept)}
+
+
+def run_filter(cfg: DictConfig, plan: StagePlan, samples_file: Path) -> dict[str, Any]:
+    """Filter samples.jsonl into the plan's folder: train.jsonl, then filter.json (complete)."""
+    samples = list(read_records(samples_file))
+    settings = filter_settings(cfg)
     f = cfg.filter
-    result = filter_samples(samples, f.drop_empty, f.drop_single_line, f.drop_shortest_fraction)
-    kept = write_jsonl_atomic(out / "train.jsonl", (training_record(s) for s in result.kept))
-    report = {"settings": OmegaConf.to_container(f, resolve=True), "samples": len(samples),
-              "kept": kept, "dropped": dict(result.dropped),
-              "kept_completion_tokens": sum(s["completion_tokens"] for s in result.kept)}
-    write_json_atomic(out / "filter.json", report)
+    result = filter_samples(samples, f.drop_empty, f.drop_single_line, f.drop_shortest_fraction,
+                            f.cut_samples)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(plan.run_dir / TRAIN_SET, (training_record(s) for s in result.kept))
+    report = filter_report(settings, samples, result)
+    plan.write_record(report)
     return report
 
 
+# -- the stage ----------------------------------------------------------------------------------
 def run_generation(cfg: DictConfig) -> Path:
-    """The whole stage for one job (one shard); returns the run directory."""
+    """The whole stage for one job (one shard): sample what is missing, then (the job that
+    completes the samples, or any job once they are complete) filter. Returns the run
+    directory."""
     validate(cfg)
-    out = output_dir(cfg)
-    identity = checks.config_hash(cfg, SAMPLE_KEYS)
-    run_file = out / "run.json"
-    filter_settings = OmegaConf.to_container(cfg.filter, resolve=True)
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
-        if (previous.get("status") == "complete" and previous.get("identity") == identity
-                and previous.get("filter", {}).get("settings") == filter_settings):
-            print(f"generate: already complete, nothing to do: {out}")
+    sampling = sampling_plan(cfg)
+    out = sampling.run_dir
+    shard_counts: dict[str, Any] | None = None
+    if not sampling.complete():
+        shard_counts = sample_stage(cfg, sampling)
+        if shard_counts is None or not sampling.complete():
             return out
+    filtering = filter_plan(cfg, sampling)
+    if filtering.complete():
+        report = filtering.record()
+        assert report is not None
+        if shard_counts is None:
+            print(f"generate: already complete, nothing to do: {filtering.run_dir}")
+            return out
+    else:
+        if shard_counts is None:
+            print(f"generate: samples complete in {out}; filtering only (nothing is sampled)")
+        report = run_filter(cfg, filtering, out / "samples.jsonl")
+    print(f"generate: {report['samples']} samples, {report['kept']} kept for training "
+          f"({ {k: v for k, v in report['dropped'].items() if v} or 'none dropped'}; "
+          f"{report['cut_samples']['kept_open']} cut at max_tokens kept open); "
+          f"training set {filtering.run_dir / TRAIN_SET}")
+    log_metrics(cfg, sampling, filtering, shard_counts or {}, report)
+    return out
 
+
+def sample_stage(cfg: DictConfig, sampling: StagePlan) -> dict[str, Any] | None:
+    """This job's shard, then (the job completing the last shard) the merge and the sampling
+    record. Returns the shard's counts, or None when other shards are still missing (after
+    logging them)."""
+    out = sampling.run_dir
     pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit,
                      cfg.data.get("hub_config"), cfg.data.get("hub_split", "train"))
     shard_prompts = pool.prompts[cfg.shard.index::cfg.shard.count]
@@ -215,39 +283,40 @@ def run_generation(cfg: DictConfig) -> Path:
           f"shard {cfg.shard.index}/{cfg.shard.count}: {len(shard_prompts)} prompts "
           f"x {cfg.decoding.n} samples -> {out}")
     model_path = resolve_model_path(cfg.model.path)
-    checks.claim_output_dir(out, identity)
+    sampling.claim()
     files = ShardFiles.of(out, cfg.shard.index, cfg.shard.count)
-    shard_counts = sample_shard(cfg, shard_prompts, model_path, files)
-    write_json_atomic(files.record, {"status": "complete", "identity": identity,
-                                     "counts": shard_counts})
+    model_id = model_identity(cfg.model.path)
+    shard_counts = sample_shard(cfg, shard_prompts, model_path, files, sampling.identity,
+                                model_id)
+    StagePlan(STAGE, out, sampling.identity, files.record.name).write_record(
+        {"counts": shard_counts})
 
     with file_lock(out / ".merge.lock"):
-        records = [ShardFiles.of(out, i, cfg.shard.count).record
+        records = [ShardFiles.of(out, i, cfg.shard.count)
                    for i in range(cfg.shard.count)]
-        last_shard = all(r.exists() for r in records)
-        if last_shard:
-            filter_report = _merge_and_filter(cfg, out, pool.prompts)
-            write_json_atomic(run_file, {
-                "status": "complete",
-                "identity": identity,
+        last_shard = all(StagePlan(STAGE, out, sampling.identity, r.record.name).complete()
+                         for r in records)
+        if last_shard and not sampling.complete():
+            samples = merge_shards(cfg, out, pool.prompts)
+            sampling.write_record({
                 "config": OmegaConf.to_container(cfg, resolve=True),
                 "model_resolved": model_path,
+                "model_identity": model_id,
                 "pool": {"records": pool.records_read,
                          "duplicates_dropped": pool.duplicates_dropped,
                          "empty_dropped": pool.empty_dropped, "prompts": len(pool.prompts)},
-                "shards": [json.loads(r.read_text())["counts"] for r in records],
-                "filter": filter_report,
+                "samples": len(samples),
+                "finish_reasons": dict(Counter(s["finish_reason"] for s in samples)),
+                "shards": [json.loads(r.record.read_text())["counts"] for r in records],
                 "versions": _versions(),
             })
-    # Logged outside the merge lock: W&B online can take seconds, and the other shards wait on it.
     if not last_shard:
+        # Logged outside the merge lock: W&B online can take seconds, and the other shards
+        # wait on it.
         print(f"generate: shard {cfg.shard.index} done; waiting for the other shards")
-        log_metrics(cfg, out, identity, shard_counts, None)
-        return out
-    print(f"generate: {filter_report['samples']} samples, {filter_report['kept']} kept for "
-          f"training ({filter_report['dropped'] or 'none dropped'}); outputs in {out}")
-    log_metrics(cfg, out, identity, shard_counts, filter_report)
-    return out
+        log_metrics(cfg, sampling, None, shard_counts, None)
+        return None
+    return shard_counts
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -277,32 +346,39 @@ def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | N
         flat[f"{p}/samples"] = filter_report["samples"]
         flat[f"{p}/kept"] = filter_report["kept"]
         flat[f"{p}/kept_completion_tokens"] = filter_report["kept_completion_tokens"]
+        flat[f"{p}/cut"] = filter_report["cut_samples"]["cut"]
+        flat[f"{p}/kept_open"] = filter_report["cut_samples"]["kept_open"]
         flat[f"{p}/dropped"] = sum(dropped.values())
         # Every rule's count, zeros included, so runs share the same chart keys.
-        for reason in sorted({EMPTY, SINGLE_LINE, SHORTEST, *dropped}):
-            flat[f"{p}/dropped/{reason}"] = dropped.get(reason, 0)
+        for reason, count in dropped.items():
+            flat[f"{p}/dropped/{reason}"] = count
     return flat
 
 
 def filter_table(filter_report: dict[str, Any]) -> tracking.Table:
     """The filter's outcome per sample as a table: kept, then each drop reason."""
     total = max(filter_report["samples"], 1)
-    rows = [["kept", filter_report["kept"], filter_report["kept"] / total]]
-    for reason in sorted({EMPTY, SINGLE_LINE, SHORTEST, *filter_report["dropped"]}):
-        count = filter_report["dropped"].get(reason, 0)
+    kept_open = filter_report["cut_samples"]["kept_open"]
+    rows = [["kept", filter_report["kept"], filter_report["kept"] / total],
+            ["kept/open (cut at max_tokens)", kept_open, kept_open / total]]
+    for reason, count in filter_report["dropped"].items():
         rows.append([f"dropped/{reason}", count, count / total])
     return ["outcome", "samples", "fraction"], rows
 
 
-def log_metrics(cfg: DictConfig, out: Path, identity: str, shard_counts: dict[str, Any],
-                filter_report: dict[str, Any] | None) -> None:
-    """The logger group's outputs for this job: one W&B run (per shard when sharded, under the
-    run's identity so a recomputation resumes it) and, from the job that filtered, metrics.csv."""
+def log_metrics(cfg: DictConfig, sampling: StagePlan, filtering: StagePlan | None,
+                shard_counts: dict[str, Any], filter_report: dict[str, Any] | None) -> None:
+    """The logger group's outputs for this job: one W&B run (per shard when sharded, per filter
+    once filtered, under their identities so a recomputation resumes it) and, from the job that
+    filtered, metrics.csv in the filter's folder."""
     flat = flat_metrics(shard_counts, filter_report)
-    if filter_report is not None and cfg.logger.csv:
-        tracking.write_csv(out / "metrics.csv", flat)
+    if filtering is not None and cfg.logger.csv:
+        tracking.write_csv(filtering.run_dir / "metrics.csv", flat)
     count = cfg.shard.count
     suffix = "" if count == 1 else f"-shard{cfg.shard.index:05d}-of-{count:05d}"
+    if filtering is not None:
+        suffix += f"-{filtering.run_dir.name}"
     tables = {} if filter_report is None else {f"{STAGE}/filter": filter_table(filter_report)}
-    tracking.log_wandb(cfg, out, stage=STAGE, run_id=f"{STAGE}-{identity}{suffix}",
-                       metrics=flat, tables=tables, name=out.name + suffix)
+    tracking.log_wandb(cfg, sampling.run_dir, stage=STAGE,
+                       run_id=f"{STAGE}-{sampling.identity}{suffix}", metrics=flat,
+                       tables=tables, name=sampling.run_dir.name + suffix)

@@ -36,16 +36,25 @@ class ModelNotFoundError(ValueError):
     """``model.path`` names nothing that can be loaded."""
 
 
+def _builtin(path: str) -> tuple[str, Callable[[Path], None]]:
+    name = path.removeprefix(BUILTIN_PREFIX)
+    if name not in BUILTINS:
+        raise ModelNotFoundError(
+            f"model.path={path}: unknown builtin; choose one of "
+            + ", ".join(BUILTIN_PREFIX + n for n in BUILTINS)
+        )
+    return BUILTINS[name]
+
+
+def builtin_build_name(path: str) -> str:
+    """A builtin's versioned build (its cache folder name): what its weights are, as content."""
+    return _builtin(path)[0]
+
+
 def resolve_model_path(path: str, cache_dir: str | Path | None = None) -> str:
     """Turn ``model.path`` into something vLLM and transformers load: a folder or a hub id."""
     if path.startswith(BUILTIN_PREFIX):
-        name = path.removeprefix(BUILTIN_PREFIX)
-        if name not in BUILTINS:
-            raise ModelNotFoundError(
-                f"model.path={path}: unknown builtin; choose one of "
-                + ", ".join(BUILTIN_PREFIX + n for n in BUILTINS)
-            )
-        folder_name, build = BUILTINS[name]
+        folder_name, build = _builtin(path)
         root = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR
         return str(cached_build(root / "models" / folder_name, build))
     local = Path(path).expanduser()

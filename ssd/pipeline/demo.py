@@ -1,6 +1,6 @@
 """The demo: the whole SSD chain on one small model, each stage its real script in a subprocess.
 
-    generate.py  -> samples.jsonl, filter -> train.jsonl
+    generate.py  -> samples.jsonl, then the filter -> filter-<settings>/train.jsonl
     train.py     -> checkpoints/, csv/metrics.csv, hf/final
     evaluate.py  -> metrics.json, results.jsonl   (base model at its baseline decoding and the SSD
                                                    model at T_eval, per benchmark)
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ssd import config as checks
 from ssd.config import is_int, is_number, require
+from ssd.identity import config_values, stage_identity
 from ssd.pipeline.report import (
     DemoRecords,
     load_records,
@@ -35,14 +35,16 @@ from ssd.pipeline.stages import (
     LockSettings,
     StageRun,
     check_model_preset,
+    check_train,
     driver_model_overrides,
     ensure,
     evaluate_stage,
-    generate_dir,
+    filter_stage,
+    generate_stages,
     override_value,
     presets,
     string_list,
-    train_dir,
+    train_stage,
 )
 
 # What decides the demo's outputs (its directory name); not demo.estimate, which only informs.
@@ -176,14 +178,14 @@ def estimate_seconds(cfg: DictConfig) -> dict[str, float]:
 def demo_dir(cfg: DictConfig) -> Path:
     if cfg.output_dir:
         return Path(cfg.output_dir)
-    return (Path("runs") / "demo" / str(cfg.model.name)
-            / f"scale{cfg.demo.scale:g}-{checks.config_hash(cfg, IDENTITY_KEYS)}")
+    identity = stage_identity("demo", 1, config_values(cfg, IDENTITY_KEYS), {})
+    return Path("runs") / "demo" / str(cfg.model.name) / f"scale{cfg.demo.scale:g}-{identity}"
 
 
 # -- running ------------------------------------------------------------------------------------
 def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: dict[str, float],
                  started: float) -> None:
-    from ssd.generation.samples import write_json_atomic
+    from ssd.records import write_json_atomic
 
     write_json_atomic(out / STATE_FILE, {
         "demo_dir": str(out),
@@ -225,7 +227,7 @@ def run_demo(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     out = demo_dir(cfg)
     benchmarks = list(cfg.demo.evaluate.benchmarks)
-    total = 2 + 2 * len(benchmarks)
+    total = 3 + 2 * len(benchmarks)
     estimate = estimate_seconds(cfg)
     s = sizes(cfg)
     print(f"demo: model={cfg.model.name}, scale {cfg.demo.scale:g}: {s.prompts} prompts, {s.steps} "
@@ -237,33 +239,32 @@ def run_demo(cfg: DictConfig) -> Path:
           + f"; total ~{format_duration(sum(estimate.values()))}. Finished stages are reused.",
           flush=True)
 
-    # Every directory the first two stages will use is known before anything runs, and each
-    # evaluation is checked (benchmark files present) so bad input fails now, not in minutes.
+    # Every config is checked (benchmark files present, training values) before anything runs,
+    # so bad input fails now, not in minutes. A stage whose inputs are another stage's outputs is
+    # planned once they exist: its identity is their content.
     gen_overrides = generate_overrides(cfg)
-    generated = generate_dir(gen_overrides)
-    samples = str(generated / "train.jsonl")
-    tr_overrides = train_overrides(cfg, samples)
-    trained = train_dir(tr_overrides)
-    ssd_model = str(trained / "hf" / "final")
+    generated, train_set = generate_stages(gen_overrides)
+    tr_overrides = train_overrides(cfg, str(train_set))
+    check_train(tr_overrides)
     base_evals = [evaluate_stage(f"evaluate base {b}", evaluate_overrides(cfg, b, None),
                                  role="base", benchmark=b) for b in benchmarks]
-
-    stages = [StageRun("generate", "generate.py", gen_overrides, str(generated)),
-              StageRun("train", "train.py", tr_overrides, str(trained))]
+    stages: list[StageRun] = []
     out.mkdir(parents=True, exist_ok=True)
     job = f"demo {out}"
 
-    def run(stage: StageRun) -> None:
-        if stage not in stages:
-            stages.append(stage)
-        ensure(stage, f"[{stages.index(stage) + 1}/{total}]", "demo", LockSettings(), job)
+    def run(stage: StageRun) -> StageRun:
+        stages.append(stage)
+        ensure(stage, f"[{len(stages)}/{total}]", "demo", LockSettings(), job)
         _write_state(out, cfg, stages, estimate, started)
+        return stage
 
-    run(stages[0])
-    run(stages[1])
+    run(generated)
+    run(filter_stage(gen_overrides))
+    trained = run(train_stage(tr_overrides))
+    ssd_model = str(trained.plan.run_dir / "hf" / "final")
     for stage in base_evals:
         run(stage)
-    for benchmark in benchmarks:  # composed now that the export exists (see evaluate_stage)
+    for benchmark in benchmarks:  # planned now that the export exists (its weights' identity)
         run(evaluate_stage(f"evaluate ssd {benchmark}",
                            evaluate_overrides(cfg, benchmark, ssd_model), role="ssd",
                            benchmark=benchmark))

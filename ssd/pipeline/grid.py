@@ -4,7 +4,8 @@ A job makes its cell's stages complete through ``stages.ensure`` (each computed 
 whichever job or command needs it first) and writes ``cell.json`` into its Hydra job folder:
 
     generate.py  at T_train and the training truncation          (shared by every T_eval)
-    train.py     on its train.jsonl                              (shared by every T_eval)
+    filter       generate.py's filter step over those samples    (shared by every T_eval)
+    train.py     on its training set                             (shared by every T_eval)
     evaluate.py  each selected checkpoint at T_eval              (one per checkpoint and T_eval)
     evaluate.py  the base model at T_eval (eval.base)            (shared by every T_train)
 
@@ -18,7 +19,6 @@ table as a W&B table in one run of the sweep's group.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -32,16 +32,17 @@ from ssd import config as checks
 from ssd.config import is_int, is_number, require
 from ssd.pipeline.stages import (
     LockSettings,
-    StageRun,
     check_model_preset,
+    check_train,
     driver_model_overrides,
     ensure,
     evaluate_stage,
-    generate_dir,
+    filter_stage,
+    generate_stages,
     override_value,
     presets,
     string_list,
-    train_dir,
+    train_stage,
 )
 
 CELL_FILE = "cell.json"
@@ -157,7 +158,7 @@ def job_dir() -> Path:
 
 def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Make every stage of this cell complete and write ``out/cell.json``; returns the cell."""
-    from ssd.generation.samples import write_json_atomic
+    from ssd.records import write_json_atomic
 
     check_grid(cfg)
     lock = LockSettings(float(cfg.lock.stale_after_s), float(cfg.lock.heartbeat_s),
@@ -168,19 +169,21 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     print(f"pipeline {label}: {cfg.model.name} on {cfg.gen.data} -> {cfg.eval.benchmark}; "
           f"checkpoints: {cfg.eval.checkpoints}", flush=True)
 
-    # The generation, training and base-evaluation directories are known (and every config
-    # checked) before anything runs; a checkpoint's evaluation once the checkpoint exists.
+    # Every config is checked before anything runs; a stage whose inputs are another stage's
+    # outputs is planned once they exist (its identity is their content).
     gen_overrides = generate_overrides(cfg, choices)
-    generated = generate_dir(gen_overrides)
-    tr_overrides = train_overrides(cfg, choices, generated / "train.jsonl")
-    trained = train_dir(tr_overrides)
+    generated, train_set = generate_stages(gen_overrides)
+    tr_overrides = train_overrides(cfg, choices, train_set)
+    check_train(tr_overrides)
     base = (evaluate_stage("evaluate base", evaluate_overrides(cfg, choices, None), role="base")
             if cfg.eval.base else None)
 
-    stages = [StageRun("generate", "generate.py", gen_overrides, str(generated)),
-              StageRun("train", "train.py", tr_overrides, str(trained))]
-    for stage in stages:
-        ensure(stage, label, "pipeline", lock, job)
+    stages = [generated]
+    ensure(generated, label, "pipeline", lock, job)
+    stages.append(ensure(filter_stage(gen_overrides), label, "pipeline", lock, job))
+    training = ensure(train_stage(tr_overrides), label, "pipeline", lock, job)
+    stages.append(training)
+    trained = training.plan.run_dir
     exports = sorted(p.name for p in (trained / "hf").iterdir()
                      if p.is_dir() and not p.name.endswith(".partial"))
     evaluations = []
@@ -195,7 +198,8 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if base is not None:
         stages.append(ensure(base, label, "pipeline", lock, job))
 
-    max_steps = json.loads((trained / "run.json").read_text())["config"]["trainer"]["max_steps"]
+    train_record = training.record()
+    max_steps = train_record["config"]["trainer"]["max_steps"]
     for evaluation in evaluations:
         evaluation["step"] = evaluation["step"] or max_steps
     cell = {
@@ -205,6 +209,7 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "checkpoints": str(cfg.eval.checkpoints),
         "evaluations": evaluations,
         "base": _metrics(base.record()) if base is not None else None,
+        "training_set": train_record.get("training_set"),
         "stages": [{k: v for k, v in asdict(s).items() if k != "overrides"} for s in stages],
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

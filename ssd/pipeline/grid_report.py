@@ -16,8 +16,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ssd.analysis.teff import ResultRecord, fit_groups, plot_teff, summary_rows
-from ssd.evaluation.passk import UNLABELED
+from ssd.analysis import ResultRecord, fit_groups, plot_teff, summary_rows
+from ssd.passk import UNLABELED
 from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent, table
 from ssd.plotting import pyplot, save_figure
@@ -184,7 +184,7 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path
 def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path | None:
     """grid.md, grid.json, teff.png and the heat maps in ``sweep_dir``; W&B when ``config``
     has a logger. None when no job has finished."""
-    from ssd.generation.samples import write_json_atomic
+    from ssd.records import write_json_atomic
     from ssd.tracking import group_of, log_wandb
 
     cells = read_cells(sweep_dir)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssd.evaluation.passk import UNLABELED
+from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
 
 ROLES = ("base", "ssd")
@@ -42,8 +42,10 @@ class DemoRecords:
 
     model: str                            # the conf/model preset
     scale: float
-    generate: dict[str, Any]              # generate's run.json (filter counts inside)
+    generate: dict[str, Any]              # generate's run.json (the sampling record)
     generate_dir: str
+    filter: dict[str, Any]                # the filter step's filter.json (counts per reason)
+    filter_dir: str
     train: dict[str, Any]                 # train's run.json (resolved config inside)
     train_dir: str
     loss: list[tuple[int, float]]         # (step, train/loss) from csv/metrics.csv
@@ -237,7 +239,7 @@ def build_report(r: DemoRecords) -> str:
     gen_cfg = r.generate.get("config", {})
     dec, trunc = gen_cfg.get("decoding", {}), gen_cfg.get("truncation", {})
     data = gen_cfg.get("data", {})
-    filt = r.generate.get("filter", {})
+    filt = r.filter
     shards = _sum_counts(r.generate.get("shards", []))
     tr_cfg = r.train.get("config", {})
     trainer, opt = tr_cfg.get("trainer", {}), tr_cfg.get("optimizer", {})
@@ -289,7 +291,11 @@ def build_report(r: DemoRecords) -> str:
                                          f"{int(shards.get('finish_length', 0))}"],
             ["prompt tokens", int(shards.get("prompt_tokens", 0))],
             ["sampled tokens", int(shards.get("completion_tokens", 0))],
+            ["cut at max_tokens (policy)", f"{(filt.get('cut_samples') or {}).get('cut')} "
+                                           f"({(filt.get('cut_samples') or {}).get('policy')})"],
             ["kept for training", filt.get("kept")],
+            ["of which cut, trained open (no end-of-turn label)",
+             (filt.get("cut_samples") or {}).get("kept_open")],
             *[[f"dropped: {reason}", count] for reason, count in
               sorted((filt.get("dropped") or {}).items())],
             ["kept completion tokens", filt.get("kept_completion_tokens")],
@@ -302,11 +308,17 @@ def build_report(r: DemoRecords) -> str:
         "",
     ]
     lengths = r.train.get("length_policy", {})
+    trained = r.train.get("training_set", {})
     first_loss = r.loss[0][1] if r.loss else None
     last_loss = r.loss[-1][1] if r.loss else None
     out += [
         table(["", "value"], [
             ["training samples", r.train.get("samples")],
+            ["tokens trained on", {"sampled_ids": "the token ids as sampled",
+                                   "chat_template": "chat messages re-tokenised"}.get(
+                                       trained.get("tokens"), trained.get("tokens"))],
+            ["ended by the model / cut, trained open", f"{trained.get('ended')} / "
+                                                       f"{trained.get('open')}"],
             ["truncated / dropped at max_seq_len", f"{lengths.get('truncated', 0)} / "
                                                    f"{lengths.get('dropped', 0)}"],
             ["loss at the first / last step", "–" if first_loss is None
@@ -395,6 +407,7 @@ def build_report(r: DemoRecords) -> str:
         "## Run directories",
         "",
         f"- generate: `{r.generate_dir}`",
+        f"- filter: `{r.filter_dir}`",
         f"- train: `{r.train_dir}`",
         *[f"- evaluate {ROLE_TITLES[e.role]} {e.benchmark}: `{e.run_dir}`"
           for e in r.evaluations],
@@ -404,10 +417,6 @@ def build_report(r: DemoRecords) -> str:
 
 
 # -- I/O ----------------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
 def _first_record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -417,26 +426,29 @@ def _first_record(path: Path) -> dict[str, Any] | None:
 
 
 def _results(path: Path) -> list[dict[str, Any]]:
-    from ssd.generation.samples import read_records
+    from ssd.records import read_records
 
     return list(read_records(path)) if path.is_file() else []
 
 
 def load_records(stages: Sequence[Any], out: Path, model: str, scale: float) -> DemoRecords:
     """Read every stage's record; ``stages`` are the demo's ``StageRun`` objects in order."""
-    generate = next(s for s in stages if s.script == "generate.py")
+    generate = next(s for s in stages if s.name == "generate")
+    filtered = next(s for s in stages if s.name == "filter")
     train = next(s for s in stages if s.script == "train.py")
     gen_dir, train_dir = Path(generate.run_dir), Path(train.run_dir)
+    filter_dir = Path(filtered.run_dir)
     metrics_csv = train_dir / "csv" / "metrics.csv"
-    evaluations = [EvalRecord(s.benchmark, s.role, _read_json(Path(s.run_dir) / "metrics.json"),
+    evaluations = [EvalRecord(s.benchmark, s.role, s.record(),
                               _results(Path(s.run_dir) / "results.jsonl"), s.run_dir)
                    for s in stages if s.script == "evaluate.py"]
     return DemoRecords(
         model=model, scale=scale,
-        generate=_read_json(gen_dir / "run.json"), generate_dir=str(gen_dir),
-        train=_read_json(train_dir / "run.json"), train_dir=str(train_dir),
+        generate=generate.record(), generate_dir=str(gen_dir),
+        filter=filtered.record(), filter_dir=str(filter_dir),
+        train=train.record(), train_dir=str(train_dir),
         loss=loss_points(metrics_csv.read_text()) if metrics_csv.is_file() else [],
-        evaluations=evaluations, train_example=_first_record(gen_dir / "train.jsonl"),
+        evaluations=evaluations, train_example=_first_record(filter_dir / "train.jsonl"),
         timings=[(s.name, s.wall_s) for s in stages],
     )
 

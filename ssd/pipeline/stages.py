@@ -1,12 +1,15 @@
 """Stages as computed-once units, shared by demo.py and pipeline.py.
 
-A stage is one run of ``generate.py``, ``train.py`` or ``evaluate.py`` with Hydra overrides. Its
-run directory is content-addressed by the stage itself (a hash of the config values that decide
-its outputs), so the driver composes the stage's config with the same overrides and asks the
-stage's own ``output_dir`` where it will write. ``ensure`` then:
+A stage is one run of ``generate.py``, ``train.py`` or ``evaluate.py`` with Hydra overrides (the
+filter is a stage of its own, run by ``generate.py`` once the samples exist). Its run directory
+and identity are the stage's own content identity (``ssd.identity``: config values plus the
+digests of its inputs), so the driver composes the stage's config with the same overrides and
+asks the stage's public entry for its ``StagePlan``: where it writes and what makes it complete.
+A stage whose inputs do not exist yet (a training set before the filter ran) is planned once they
+do. ``ensure`` then:
 
-1. reuses the stage when its completion record (``run.json`` / ``metrics.json``, status
-   "complete") is there;
+1. reuses the stage when its plan says complete (the completion record holds the same
+   identity: a changed input is a new identity, never "complete");
 2. otherwise takes the stage's lock (``<run dir>.lock``, see ``lock.py``), checks again (another
    job may have finished it while this one waited), and runs the script in a subprocess; a stage
    killed midway resumes from its own run directory (the stages' resume is exact);
@@ -36,12 +39,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.config import require
+from ssd.identity import StagePlan
 from ssd.pipeline.lock import StageLock
 
 REPO_ROOT = checks.REPO_ROOT
 CONF_DIR = REPO_ROOT / "conf"
-# Each script's completion record in its run directory.
-DONE_FILES = {"generate.py": "run.json", "train.py": "run.json", "evaluate.py": "metrics.json"}
 COMPUTATIONS_FILE = "computations.jsonl"
 
 
@@ -67,13 +69,13 @@ class LockSettings:
 
 @dataclass
 class StageRun:
-    """One stage invocation: its script, overrides and (composed) run directory, then what
+    """One stage invocation: its script, overrides and plan (run directory, identity), then what
     happened to it."""
 
-    name: str                  # e.g. "generate", "train", "evaluate base humaneval"
+    name: str                  # e.g. "generate", "filter", "train", "evaluate base humaneval"
     script: str                # generate.py | train.py | evaluate.py
     overrides: list[str]
-    run_dir: str
+    plan: StagePlan
     role: str | None = None    # evaluate only: "base" | "ssd"
     benchmark: str | None = None
     computed: bool | None = None  # True: this job ran it; False: found complete, reused
@@ -82,22 +84,18 @@ class StageRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def done_file(self) -> Path:
-        return Path(self.run_dir) / DONE_FILES[self.script]
+    def run_dir(self) -> str:
+        return str(self.plan.run_dir)
 
     def complete(self) -> bool:
-        """Its completion record says complete (for evaluate.py: with the same ``eval.ks``, since
-        a change of ks alone only recomputes the metrics)."""
-        try:
-            record = json.loads(self.done_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        expected_ks = self.extra.get("ks")
-        return record.get("status") == "complete" and (
-            expected_ks is None or record.get("eval", {}).get("ks") == expected_ks)
+        """What the stage itself says (``StagePlan.complete``), never a status field alone."""
+        return self.plan.complete()
 
     def record(self) -> dict[str, Any]:
-        return json.loads(self.done_file.read_text())
+        record = self.plan.record()
+        if record is None:
+            raise FileNotFoundError(f"{self.plan.record_path}: no completion record")
+        return record
 
 
 # -- overrides (pure) ---------------------------------------------------------------------------
@@ -185,31 +183,49 @@ def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def generate_dir(overrides: Sequence[str]) -> Path:
-    from ssd.generation import run as generation
+def generate_stages(overrides: Sequence[str]) -> tuple[StageRun, Path]:
+    """The sampling stage of generate.py, and the training set its filter will write (known
+    before anything runs; the filter stage itself is planned once the samples exist)."""
+    import ssd.generation as generation
 
     cfg = compose_stage("generate", overrides)
     generation.validate(cfg)  # fail in a second on a bad pool or value, not after minutes
-    return generation.output_dir(cfg)
+    stage = StageRun("generate", "generate.py", list(overrides), generation.sampling_plan(cfg))
+    return stage, generation.train_set_path(cfg)
 
 
-def train_dir(overrides: Sequence[str]) -> Path:
-    from ssd.training import run as training
+def filter_stage(overrides: Sequence[str]) -> StageRun:
+    """The filter step over complete samples (generate.py again: it only filters)."""
+    import ssd.generation as generation
 
-    return training.output_dir(compose_stage("train", overrides))
+    cfg = compose_stage("generate", overrides)
+    return StageRun("filter", "generate.py", list(overrides), generation.filter_plan(cfg))
+
+
+def check_train(overrides: Sequence[str]) -> None:
+    """Every train.py value but the training set, before the samples exist."""
+    import ssd.training as training
+
+    training.validate_settings(compose_stage("train", overrides))
+
+
+def train_stage(overrides: Sequence[str]) -> StageRun:
+    """train.py, planned once its training set exists (its identity is the set's digest)."""
+    import ssd.training as training
+
+    cfg = compose_stage("train", overrides)
+    training.validate(cfg)
+    return StageRun("train", "train.py", list(overrides), training.training_plan(cfg))
 
 
 def evaluate_stage(name: str, overrides: Sequence[str], **fields: Any) -> StageRun:
-    """An evaluate.py stage. Composed once its model exists: the directory name depends on whether
-    model.path is an existing folder (``model_label``)."""
-    from ssd.evaluation import run as evaluation
+    """An evaluate.py stage, planned once its model exists (its identity is the weights')."""
+    import ssd.evaluation as evaluation
 
     cfg = compose_stage("evaluate", overrides)
     evaluation.check_eval(cfg)
-    out = evaluation.output_dir(cfg, evaluation.run_identity(cfg))
-    stage = StageRun(name, "evaluate.py", list(overrides), str(out), **fields)
-    stage.extra["ks"] = [int(k) for k in cfg.eval.ks]
-    return stage
+    return StageRun(name, "evaluate.py", list(overrides), evaluation.evaluation_plan(cfg),
+                    **fields)
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -227,8 +243,8 @@ def run_stage(stage: StageRun, label: str, driver: str) -> None:
         raise StageFailed(f"{stage.script} exited with status {returncode} (its output is above)",
                           returncode, driver)
     if not stage.complete():
-        raise StageFailed(f"{stage.script} finished but {stage.done_file} does not say complete",
-                          1, driver)
+        raise StageFailed(f"{stage.script} finished but {stage.plan.record_path} does not say "
+                          f"complete for identity {stage.plan.identity}", 1, driver)
     print(f"=== {driver} {label} {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
 
 

@@ -1,10 +1,14 @@
-"""The SFT data: render chat samples, mask everything but the response, pack, schedule by step.
+"""The SFT data: the sampled token ids, masked to the response, packed, scheduled by step.
 
-Rendering. The prompt turns go through the model's own chat template (with the generation prompt,
-exactly what generate.py sampled from); the response is the raw completion tokenised as is, plus
-the end-of-turn token. A thinking model's self-generated ``<think>`` block therefore stays as it
-was generated: it is never re-rendered through a template that might drop or duplicate it.
-Labels are -100 everywhere except on the response and its end-of-turn token.
+Tokens. A generate.py training set holds the prompt ids vLLM was given and the completion ids it
+sampled; the example is exactly those ids (SSD is SFT on the model's own samples: re-tokenising
+the text would train on a different id sequence wherever the sampled split is not the
+tokenizer's canonical one). Labels are -100 on the prompt and the completion ids themselves on
+the response, so an end-of-turn token is a label exactly when the model produced it
+(``finish_reason == "stop"``); a sample cut at max_tokens is trained on as it is, open. A
+training set written by another tool as chat ``messages`` text is rendered instead: the prompt
+turns through the model's chat template (with the generation prompt), the response tokenised as
+is plus the end-of-turn token. A thinking model's ``<think>`` block stays as generated either way.
 
 Batching. One optimizer step consumes exactly ``global_batch_size`` sequences (paper: 32). Which
 ones is a pure function of (seed, step), so the data position after a restart is just the step
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +49,44 @@ class Example:
         return len(self.input_ids)
 
 
-def read_training_set(path: Path) -> list[list[dict[str, str]]]:
-    """The ``messages`` of every line of a generate.py ``train.jsonl`` (or any chat JSONL)."""
+SAMPLED_IDS = "sampled_ids"      # the token ids generate.py recorded
+CHAT_TEMPLATE = "chat_template"  # chat messages rendered through the tokenizer
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The records of a training set and which path turns them into tokens."""
+
+    records: list[dict[str, Any]]
+    tokens: str  # SAMPLED_IDS | CHAT_TEMPLATE
+
+
+def _id_list(value: Any) -> bool:
+    return isinstance(value, list) and all(type(i) is int and i >= 0 for i in value)
+
+
+def _record_kind(record: Any) -> str | None:
+    """SAMPLED_IDS, CHAT_TEMPLATE, or None when the record is neither."""
+    if not isinstance(record, dict):
+        return None
+    if "completion_token_ids" in record or "prompt_token_ids" in record:
+        ok = (_id_list(record.get("prompt_token_ids")) and record["prompt_token_ids"]
+              and _id_list(record.get("completion_token_ids"))
+              and isinstance(record.get("finish_reason"), str))
+        return SAMPLED_IDS if ok else None
+    messages = record.get("messages")
+    if (isinstance(messages, list) and len(messages) >= 2 and isinstance(messages[-1], dict)
+            and messages[-1].get("role") == "assistant"):
+        return CHAT_TEMPLATE
+    return None
+
+
+def read_training_set(path: Path) -> TrainingSet:
+    """Every record of a generate.py ``train.jsonl`` (token ids), or of any chat JSONL."""
     if not path.is_file():
         raise SamplesError(f"data.samples={path}: no such file; point it at the train.jsonl "
                            "written by generate.py")
-    conversations = []
+    records, kinds = [], set()
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -59,25 +96,62 @@ def read_training_set(path: Path) -> list[list[dict[str, str]]]:
             except json.JSONDecodeError as error:
                 raise SamplesError(f"data.samples={path}: line {number} is not valid JSON "
                                    f"({error.msg})") from None
-            messages = record.get("messages") if isinstance(record, dict) else None
-            if (not isinstance(messages, list) or len(messages) < 2
-                    or messages[-1].get("role") != "assistant"):
-                raise SamplesError(f"data.samples={path}: line {number} has no chat 'messages' "
-                                   "ending with an assistant turn")
-            conversations.append(messages)
-    if not conversations:
+            kind = _record_kind(record)
+            if kind is None:
+                raise SamplesError(
+                    f"data.samples={path}: line {number} has neither token ids "
+                    "(prompt_token_ids, completion_token_ids, finish_reason) nor chat "
+                    "'messages' ending with an assistant turn")
+            kinds.add(kind)
+            if len(kinds) > 1:
+                raise SamplesError(f"data.samples={path}: line {number} mixes token-id and "
+                                   "chat-messages records; use one kind per file")
+            records.append(record)
+    if not records:
         raise SamplesError(f"data.samples={path}: the file holds no samples")
-    return conversations
+    return TrainingSet(records, kinds.pop())
+
+
+def sampled_example(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> Example:
+    """The ids as sampled; loss on every completion id (end-of-turn included when sampled)."""
+    return Example(input_ids=[*prompt_ids, *completion_ids],
+                   labels=[IGNORE_INDEX] * len(prompt_ids) + list(completion_ids))
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]], end_of_turn_id: int) -> Example:
-    """Prompt through the chat template, response verbatim; loss only on the response."""
+    """Prompt through the chat template, response verbatim plus end-of-turn; loss only on the
+    response (chat-messages training sets, which carry no sampled ids)."""
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
                                            tokenize=True, return_dict=False)
     response = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-    response = [*response, end_of_turn_id]
-    return Example(input_ids=[*prompt, *response],
-                   labels=[IGNORE_INDEX] * len(prompt) + response)
+    return sampled_example(prompt, [*response, end_of_turn_id])
+
+
+def training_examples(training_set: TrainingSet, tokenizer: Any
+                      ) -> tuple[list[Example], dict[str, Any]]:
+    """The examples of a training set, and what the train record says about them: which path
+    made the tokens, how many samples the model ended and how many were cut (trained open)."""
+    records = training_set.records
+    if training_set.tokens == SAMPLED_IDS:
+        examples = [sampled_example(r["prompt_token_ids"], r["completion_token_ids"])
+                    for r in records]
+        finish = Counter(r["finish_reason"] for r in records)
+        summary = {"tokens": SAMPLED_IDS, "samples": len(records), "ended": finish["stop"],
+                   "open": finish["length"]}
+    else:
+        eot = tokenizer.eos_token_id
+        examples = [render(tokenizer, r["messages"], eot) for r in records]
+        summary = {"tokens": CHAT_TEMPLATE, "samples": len(records), "ended": len(records),
+                   "open": 0}
+    return examples, summary
+
+
+def largest_token_id(training_set: TrainingSet) -> int:
+    """The largest id a sampled-ids training set holds (-1 for chat messages)."""
+    if training_set.tokens != SAMPLED_IDS:
+        return -1
+    return max(max([*r["prompt_token_ids"], *r["completion_token_ids"]])
+               for r in training_set.records)
 
 
 @dataclass(frozen=True)

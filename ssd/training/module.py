@@ -87,6 +87,7 @@ class SFTModule(L.LightningModule):
         self.automatic_optimization = False
         self.model: ResponseLoss | None = None
         self._last_step_end: float | None = None
+        self.matmul_dtype: str | None = None  # what the first step's matmuls computed in
 
     @property
     def sharded(self) -> bool:
@@ -140,11 +141,14 @@ class SFTModule(L.LightningModule):
         loss_sum = torch.zeros((), dtype=torch.float32)
         # bf16 on one process (no FSDP2 to cast) is autocast: fp32 weights, bf16 matmuls.
         autocast = self.bf16 and not self.sharded
+        watch = self._watch_matmul_dtype() if self.matmul_dtype is None else None
         for micro in batch.micro_batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = self.model(**micro)
             self.manual_backward(loss * scale)
             loss_sum += loss.detach().float().cpu()
+        if watch is not None:
+            watch.remove()
         grad_norm = self._clip_and_norm()
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
@@ -165,6 +169,16 @@ class SFTModule(L.LightningModule):
             "train/label_tokens": float(batch.label_tokens),
         }, on_step=True, prog_bar=True, batch_size=1)
         return mean_loss
+
+    def _watch_matmul_dtype(self) -> Any:
+        """Record the dtype the first linear layer's output has (bf16 under autocast or FSDP2's
+        bf16 policy, else fp32): the precision the matmuls ran in, as observed, for run.json."""
+        linear = next(m for m in self.model.modules() if isinstance(m, torch.nn.Linear))
+
+        def record(module: Any, inputs: Any, output: torch.Tensor) -> None:
+            self.matmul_dtype = self.matmul_dtype or str(output.dtype).removeprefix("torch.")
+
+        return linear.register_forward_hook(record)
 
     def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
         if self.trainer.world_size == 1:

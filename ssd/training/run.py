@@ -6,13 +6,15 @@ sweep in every child): ``trainer.devices`` processes on this node, and with
 ``trainer.num_nodes > 1`` one job per node (e.g. a SLURM array or submitit job) joining the same
 torchrun rendezvous. A run directory that already holds a checkpoint resumes from it; one whose
 ``run.json`` says complete for the same identity is left as it is.
+
+The run's identity (``ssd.identity``) is the training set's content digest, the model's identity
+and every optimizer, trainer and data value: a training set edited in place, or re-filtered with
+other settings, is a new run in a new directory, never "already complete".
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,32 +22,61 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssd import config as checks
-from ssd.evaluation._linux import PR_SET_PDEATHSIG, prctl
+from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
-from ssd.training.data import read_training_set
+from ssd.processes import die_with_parent
+from ssd.training.data import SamplesError, TrainingSet, largest_token_id, read_training_set
 
-# The values that decide the trained weights (the run's identity and directory name).
-WEIGHT_KEYS = ["model", "data", "optimizer", "trainer"]
+STAGE = "train"
+# Bump when what a run trains on changes for the same inputs: part of the identity.
+TRAIN_FORMAT = 2  # 2: the sampled token ids (end-of-turn only where sampled)
+# The values besides the model and the training set that decide the trained weights.
+WEIGHT_KEYS = ["model.dtype", "data.packing", "data.overlong", "optimizer", "trainer"]
 
 
 class TrainingFailed(RuntimeError):
     """The training processes exited with an error (their output says why)."""
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig) -> TrainingSet:
+    """Every value, and every line of the training set (a bad one is named); returns the set."""
+    validate_settings(cfg)
+    checks.check_sft_samples(cfg)
+    return read_training_set(Path(cfg.data.samples))
+
+
+def validate_settings(cfg: DictConfig) -> None:
+    """Everything but the training set (drivers check this before the samples exist)."""
     for check in (checks.check_model, checks.check_sft_data, checks.check_optimizer,
                   checks.check_trainer, checks.check_logger):
         check(cfg)
-    read_training_set(Path(cfg.data.samples))  # fails fast on a bad line, names it
 
 
-def output_dir(cfg: DictConfig) -> Path:
-    if cfg.output_dir:
-        return Path(cfg.output_dir)
+def training_plan(cfg: DictConfig) -> StagePlan:
+    """The run's directory and identity: the training set and model as content, plus values."""
     samples = Path(cfg.data.samples)
-    stem = samples.parent.name if samples.stem == "train" else samples.stem
-    return (Path("runs") / "train" / cfg.model.name
-            / f"{stem}-{checks.config_hash(cfg, WEIGHT_KEYS)}")
+    identity = stage_identity(STAGE, TRAIN_FORMAT, config_values(cfg, WEIGHT_KEYS), {
+        "model": model_identity(cfg.model.path), "samples": input_identity(str(samples))})
+    if cfg.output_dir:
+        out = Path(cfg.output_dir)
+    else:
+        folder = samples.parent
+        # generate.py writes <run>/filter-<settings>/train.jsonl: name the run after <run>.
+        stem = (folder.parent.name if folder.name.startswith("filter-") else folder.name
+                ) if samples.stem == "train" else samples.stem
+        out = Path("runs") / "train" / cfg.model.name / f"{stem}-{identity}"
+    return StagePlan(STAGE, out.resolve(), identity, "run.json")
+
+
+def check_vocabulary(training_set: TrainingSet, model_path: str, samples: str) -> None:
+    """Sampled ids must be ids of this model's vocabulary (samples of another model are not)."""
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(model_path).get_text_config().vocab_size
+    largest = largest_token_id(training_set)
+    if largest >= vocab:
+        raise SamplesError(f"data.samples={samples}: holds token id {largest}, outside the "
+                           f"model's vocabulary of {vocab}; train the model that sampled it")
 
 
 def processes_per_node(devices: int | str) -> int:
@@ -76,38 +107,22 @@ def rendezvous(num_nodes: int, identity: str) -> list[str]:
             f"--rdzv-endpoint={address}:{port}", f"--rdzv-id={identity}"]
 
 
-def die_with_parent(parent: int | None = None) -> None:
-    """Have the kernel SIGKILL this process as soon as its parent dies.
-
-    torchrun starts each rank in a session of its own, so a SIGKILL to the job's process group
-    (or to the launcher alone) would leave the ranks training on, orphaned, beside the rerun that
-    resumes the same run directory. Each link (train.py -> torchrun -> rank) dies with the one
-    above it. A parent that died before this call has already handed the process over to
-    another: ``parent`` is the pid it must still be, or, unknown, it must not be init.
-    """
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    orphaned = os.getppid() != parent if parent is not None else os.getppid() == 1
-    if orphaned:
-        os.write(2, b"train: the launching process is gone; not starting\n")
-        os._exit(1)
-
-
 def run_training(cfg: DictConfig) -> Path:
-    validate(cfg)
-    out = output_dir(cfg).resolve()
-    identity = checks.config_hash(cfg, WEIGHT_KEYS)
-    run_file = out / "run.json"
-    if run_file.exists() and json.loads(run_file.read_text()).get("identity") == identity:
+    training_set = validate(cfg)
+    plan = training_plan(cfg)
+    out = plan.run_dir
+    if plan.complete():
         print(f"train: already complete, nothing to do: {out}")
         return out
     model_path = resolve_model_path(cfg.model.path)
+    check_vocabulary(training_set, model_path, cfg.data.samples)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(resolved):
         resolved.output_dir = str(out)
-        resolved.identity = identity
+        resolved.identity = plan.identity
         resolved.model_resolved = model_path
         resolved.data.samples = str(Path(cfg.data.samples).resolve())
-    checks.claim_output_dir(out, identity)
+    plan.claim()
     # Every node of a multi-node run writes the same config: atomically, so no rank reads a
     # half-written file on a shared filesystem.
     staged = out / f"config.yaml.{os.getpid()}.tmp"
@@ -116,16 +131,16 @@ def run_training(cfg: DictConfig) -> Path:
 
     nproc = processes_per_node(cfg.trainer.devices)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-               *rendezvous(cfg.trainer.num_nodes, identity),
+               *rendezvous(cfg.trainer.num_nodes, plan.identity),
                "-m", "ssd.training.worker", str(out / "config.yaml")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     launcher = os.getpid()
     returncode = subprocess.run(command, env=env,
-                                preexec_fn=lambda: die_with_parent(launcher)).returncode
+                                preexec_fn=lambda: die_with_parent(launcher, "train")).returncode
     if returncode != 0:
         raise TrainingFailed(f"train: the training processes exited with status {returncode}; "
                              f"their output is above (run directory: {out})")
+    if not plan.complete():
+        raise TrainingFailed(f"train: the training processes ended without completing {out}")
     print(f"train: done; HF export in {out / 'hf' / 'final'}")
     return out
-
-

@@ -23,20 +23,22 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssd.generation.samples import write_json_atomic
+from ssd.identity import StagePlan
+from ssd.processes import die_with_parent
 from ssd.training.data import (
+    SAMPLED_IDS,
     Example,
     LengthPolicy,
     StepBatch,
     apply_length_policy,
     plan_step,
     read_training_set,
-    render,
     step_indices,
+    training_examples,
 )
 from ssd.training.export import HFExport
 from ssd.training.module import SFTModule
-from ssd.training.run import die_with_parent
+from ssd.training.run import STAGE
 from ssd.training.strategy import CHECKPOINT_COMPLETE_FILE, DataParallelStrategy
 
 CHECKPOINT_PREFIX = "step-"
@@ -114,15 +116,19 @@ def train(cfg: DictConfig) -> None:
     torch.manual_seed(t.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_resolved)
-    examples = [render(tokenizer, messages, tokenizer.eos_token_id)
-                for messages in read_training_set(Path(cfg.data.samples))]
+    examples, training_set = training_examples(read_training_set(Path(cfg.data.samples)),
+                                               tokenizer)
     examples, length_counts = apply_length_policy(
         examples, LengthPolicy(t.max_seq_len, cfg.data.overlong))
     if rank == 0:
-        print(f"train: {len(examples)} samples ({length_counts['truncated']} truncated, "
-              f"{length_counts['dropped']} dropped as longer than {t.max_seq_len} tokens); "
-              f"{t.max_steps} steps of {t.global_batch_size} sequences on {world_size} "
-              f"process(es) -> {out}", flush=True)
+        how = ("token ids as sampled" if training_set["tokens"] == SAMPLED_IDS
+               else "chat messages through the chat template")
+        print(f"train: {len(examples)} samples ({how}; {training_set['ended']} ended by the "
+              f"model, {training_set['open']} cut at max_tokens trained open; "
+              f"{length_counts['truncated']} truncated, {length_counts['dropped']} dropped as "
+              f"longer than {t.max_seq_len} tokens); {t.max_steps} steps of "
+              f"{t.global_batch_size} sequences on {world_size} process(es) -> {out}",
+              flush=True)
     if not examples:
         raise SystemExit(f"train: every sample is longer than trainer.max_seq_len={t.max_seq_len}"
                          "; raise it or use data.overlong=truncate")
@@ -164,12 +170,12 @@ def train(cfg: DictConfig) -> None:
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_from)
     if trainer.is_global_zero:
-        write_json_atomic(out / "run.json", {
-            "status": "complete",
-            "identity": cfg.identity,
+        StagePlan(STAGE, out, cfg.identity, "run.json").write_record({
             "config": OmegaConf.to_container(cfg, resolve=True),
             "samples": len(examples) + length_counts["dropped"],
+            "training_set": training_set,
             "length_policy": length_counts,
+            "matmul_dtype": module.matmul_dtype,
             "resumed_from": str(resume_from) if resume_from else None,
             "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "seconds": round(time.perf_counter() - started, 3),
@@ -179,7 +185,7 @@ def train(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    die_with_parent()  # with torchrun
+    die_with_parent(who="train")  # with torchrun
     cfg = OmegaConf.load(sys.argv[1])
     assert isinstance(cfg, DictConfig)
     train(cfg)

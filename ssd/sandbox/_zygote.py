@@ -35,11 +35,11 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _harness  # noqa: E402  (needs HERE on sys.path; also pre-imports the prelude modules)
-import _linux  # noqa: E402
+import linux  # noqa: E402
 
 sys.path.remove(HERE)
 
-CHILD_NAMESPACES = _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC
+CHILD_NAMESPACES = linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWIPC
 WORLD_WRITABLE_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 SOCK_FD = 3
 
@@ -76,19 +76,19 @@ def _expose_interpreter(uid: int, gid: int) -> list[str]:
         if not blocked:
             return hidden
         if not hidden:
-            _linux.unshare(_linux.CLONE_NEWNS)
-            _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+            linux.unshare(linux.CLONE_NEWNS)
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         top = min(blocked.values(), key=len)
         if top == "/":
             raise RuntimeError(f"uid {uid} cannot search /")
         keep = [p for p, a in blocked.items() if a == top]
         fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep]
-        _linux.mount("tmpfs", top, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "mode=755,size=1m")
+        linux.mount("tmpfs", top, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755,size=1m")
         for p, fd in zip(keep, fds, strict=True):
             os.makedirs(p, mode=0o755, exist_ok=True)
-            _linux.mount(f"/proc/self/fd/{fd}", p, None, _linux.MS_BIND | _linux.MS_REC)
-            flags = _linux.MS_BIND | _linux.MS_REMOUNT | _linux.MS_RDONLY
-            _linux.mount(None, p, None, flags)
+            linux.mount(f"/proc/self/fd/{fd}", p, None, linux.MS_BIND | linux.MS_REC)
+            flags = linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY
+            linux.mount(None, p, None, flags)
             os.close(fd)
         hidden.append(top)
     raise RuntimeError(f"could not expose the interpreter to uid {uid}")
@@ -114,14 +114,14 @@ class Template:
         self.namespaces = False
         # Without root, namespaces need a user namespace of their own (mapping only our uid).
         self.userns = self.uid is None and os.geteuid() != 0
-        self.ns_flags = CHILD_NAMESPACES | (_linux.CLONE_NEWUSER if self.userns else 0)
+        self.ns_flags = CHILD_NAMESPACES | (linux.CLONE_NEWUSER if self.userns else 0)
         self.tmp_dirs = _world_writable_dirs()
         self.hidden: list[str] = []
         self.children_file = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
 
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
-        _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         info: dict[str, Any] = {"op": "ready", "pid": os.getpid(), "uid": self.uid}
         try:
             if self.uid is not None:
@@ -154,17 +154,17 @@ class Template:
 
     def _enter_namespaces(self, tmpfs_bytes: int) -> None:
         uid, gid = os.getuid(), os.getgid()
-        _linux.unshare(self.ns_flags)
+        linux.unshare(self.ns_flags)
         if self.userns:
             for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
             with open("/proc/self/gid_map", "w") as f:
                 f.write(f"{gid} {gid} 1")
-        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         opts = f"size={tmpfs_bytes},nr_inodes=4096,mode=1777"
         for d in self.tmp_dirs:
-            _linux.mount("tmpfs", d, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, opts)
+            linux.mount("tmpfs", d, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
 
     def _probe_uid_can_import(self) -> bool:
         def body() -> None:
@@ -194,7 +194,7 @@ class Template:
 
     def _become_sandboxed(self, sock_fd: int, limits: dict[str, Any], host_dir: str | None) -> None:
         os.setsid()
-        _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         run_dir = host_dir
         if self.namespaces:
             self._enter_namespaces(limits["tmpfs_bytes"])
@@ -218,9 +218,9 @@ class Template:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.closerange(SOCK_FD + 1, 1 << 16)
-        _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot regain privileges
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot regain privileges
         if self.userns and self.namespaces:
-            _linux.drop_capabilities()
+            linux.drop_capabilities()
         if self.uid is not None:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)

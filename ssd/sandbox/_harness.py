@@ -27,10 +27,10 @@ import time
 import traceback
 from typing import Any
 
-import _codec
+import codec
 
 PRELUDE: dict[str, Any] = {}
-exec(compile(_codec.PRELUDE_SOURCE, "<prelude>", "exec"), PRELUDE)
+exec(compile(codec.PRELUDE_SOURCE, "<prelude>", "exec"), PRELUDE)
 PRELUDE.pop("__builtins__", None)
 RECURSION_LIMIT = 50_000  # the value LiveCodeBench's prelude sets
 
@@ -41,10 +41,10 @@ class _Channel:
         self.nonce = nonce
 
     def recv(self) -> Any:
-        header = self._exact(_codec.HEADER.size)
+        header = self._exact(codec.HEADER.size)
         if header is None:
             return None
-        (size,) = _codec.HEADER.unpack(header)
+        (size,) = codec.HEADER.unpack(header)
         body = self._exact(size)
         return None if body is None else json.loads(body)
 
@@ -60,7 +60,7 @@ class _Channel:
 
     def send(self, obj: dict[str, Any]) -> None:
         obj["n"] = self.nonce
-        self.sock.sendall(_codec.pack_frame(obj))
+        self.sock.sendall(codec.pack_frame(obj))
 
 
 def _describe(exc: BaseException) -> str:
@@ -166,8 +166,8 @@ def _resolve_entry(job: dict[str, Any], g: dict[str, Any]) -> Any:
 
 
 def _call(fn: Any, req: dict[str, Any]) -> dict[str, Any]:
-    args = _codec.decode_value(req["a"])
-    kwargs = _codec.decode_value(req["k"])
+    args = codec.decode_value(req["a"])
+    kwargs = codec.decode_value(req["k"])
     start = time.perf_counter()
     try:
         result = fn(*args, **kwargs)
@@ -175,7 +175,7 @@ def _call(fn: Any, req: dict[str, Any]) -> dict[str, Any]:
         return _error(exc, time.perf_counter() - start)
     dt = time.perf_counter() - start
     try:
-        encoded = _codec.encode_value(result)
+        encoded = codec.encode_value(result)
     except BaseException as exc:
         return {"t": "error", "reason": "wrong_answer", "detail": _describe(exc), "dt": dt}
     return {"t": "ok", "r": encoded, "dt": dt}

@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssd.evaluation import _codec
+from ssd.sandbox import codec
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
 LOCK_DIRS = ("/run/ssd-sandbox", os.path.join(tempfile.gettempdir(), "ssd-sandbox-locks"))
@@ -171,7 +171,7 @@ class Session:
     def send(self, obj: dict[str, Any], deadline: float) -> None:
         self._set_timeout(deadline)
         try:
-            self.sock.sendall(_codec.pack_frame(obj))
+            self.sock.sendall(codec.pack_frame(obj))
         except TimeoutError as exc:
             raise SandboxFailure("timeout", "program stopped reading its input") from exc
         except OSError as exc:
@@ -180,8 +180,8 @@ class Session:
             ) from exc
 
     def recv(self, deadline: float) -> dict[str, Any]:
-        header = self._exact(_codec.HEADER.size, deadline)
-        (size,) = _codec.HEADER.unpack(header)
+        header = self._exact(codec.HEADER.size, deadline)
+        (size,) = codec.HEADER.unpack(header)
         if size > self.frame_cap:
             raise SandboxFailure("output_limit", f"reply of {size} bytes")
         try:
