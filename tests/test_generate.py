@@ -44,17 +44,29 @@ def test_generate_writes_samples_train_set_and_record(tmp_path):
     assert first["truncation"]["top_p"] == 0.8
     assert first["messages"][0]["role"] == "system" and first["messages"][1]["role"] == "user"
     assert 0 < first["completion_tokens"] <= 48 and first["prompt_tokens"] > 0
+    assert first["completion_tokens"] == len(first["completion_token_ids"])
+    assert first["prompt_tokens"] == len(first["prompt_token_ids"])
     assert first["finish_reason"] in {"length", "stop"}
+    assert first["model_identity"].startswith("builtin:tiny-qwen3-v")
 
     run = json.loads((out / "run.json").read_text())
-    filtered = json.loads((out / "filter.json").read_text())
-    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    [folder] = out.glob("filter-*")
+    filtered = json.loads((folder / "filter.json").read_text())
+    train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
     assert run["status"] == "complete" and run["pool"]["prompts"] == 16
-    assert filtered["kept"] == len(train)
+    assert filtered["status"] == "complete" and filtered["kept"] == len(train)
     assert filtered["kept"] + sum(filtered["dropped"].values()) == 16
+    cut = sum(s["finish_reason"] == "length" for s in samples)
+    assert filtered["cut_samples"] == {"policy": "keep_open", "cut": cut,
+                                       "kept_open": sum(r["finish_reason"] == "length"
+                                                        for r in train)}
+    by_key = {(s["prompt_id"], s["sample_index"]): s for s in samples}
     for record in train:
         assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
         assert len([x for x in record["messages"][2]["content"].splitlines() if x.strip()]) > 1
+        sample = by_key[(record["prompt_id"], record["sample_index"])]
+        assert record["completion_token_ids"] == sample["completion_token_ids"]
+        assert record["prompt_token_ids"] == sample["prompt_token_ids"]
 
     # The same config again: nothing to do, and the same samples.
     before = (out / "samples.jsonl").read_bytes()

@@ -188,13 +188,13 @@ TINY = ["model=tiny", "logger=none", "gen.limit=8", "eval.benchmark=lcb_sample",
 GRID = ["gen.T=1.0,2.0", "gen.truncation=none,top20_p08", "eval.T=0.6,1.0,1.4"]
 
 
-def grid_command(sweep: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "pipeline.py"), "-m", *TINY, *extra,
+def grid_command(sweep: Path, *extra: str, tiny: list[str] = TINY) -> list[str]:
+    return [sys.executable, str(REPO / "pipeline.py"), "-m", *tiny, *extra,
             f"hydra.sweep.dir={sweep}"]
 
 
-def run_grid(workspace: Path, sweep: str, *extra: str) -> str:
-    result = subprocess.run(grid_command(workspace / sweep, *extra), cwd=workspace,
+def run_grid(workspace: Path, sweep: str, *extra: str, tiny: list[str] = TINY) -> str:
+    result = subprocess.run(grid_command(workspace / sweep, *extra, tiny=tiny), cwd=workspace,
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -205,7 +205,9 @@ def computed(workspace: Path) -> Counter:
     counts: Counter = Counter()
     for record in (workspace / "runs").rglob(COMPUTATIONS_FILE):
         kind = record.relative_to(workspace / "runs").parts[0]
-        if kind == "evaluate":
+        if record.parent.name.startswith("filter-"):
+            kind = "filter"  # a filter step computed on its own (samples already complete)
+        elif kind == "evaluate":
             kind += " base" if record.parts[-4] == "tiny" else " ssd"
         counts[kind] += len(record.read_text().splitlines())
     return counts
@@ -232,9 +234,31 @@ def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) 
     assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
                                   "evaluate base": 3}
     assert ": done in" not in again
-    assert again.count("complete, reused") == 12 * 4  # generation, training, final, base
+    # generation, filter, training, final, base
+    assert again.count("complete, reused") == 12 * 5
     assert (tmp_path / "again" / "grid.md").read_text().split("## Every")[1] == (
         tmp_path / "first" / "grid.md").read_text().split("## Every")[1]
+
+
+@pytest.mark.slow
+def test_a_changed_filter_in_the_grid_refilters_and_retrains_but_never_resamples(
+        tmp_path: Path) -> None:
+    """The stale-reuse case through pipeline.py: the same cell with another filter value reuses
+    the samples, computes the new filter step, and trains and evaluates again."""
+    cell = ["gen.T=1.0", "gen.truncation=none", "eval.T=1.0", "eval.base=false"]
+    run_grid(tmp_path, "first", *cell)
+    assert computed(tmp_path) == {"generate": 1, "train": 1, "evaluate ssd": 1}
+    samples = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("samples.jsonl")}
+    tiny = [o.replace('"filter.drop_single_line=false"]', '"filter.drop_single_line=false",'
+                      '"filter.drop_shortest_fraction=0.5"]') for o in TINY]
+    assert tiny != TINY
+    out = run_grid(tmp_path, "refiltered", *cell, tiny=tiny)
+    assert "generate: complete, reused" in out
+    assert computed(tmp_path) == {"generate": 1, "filter": 1, "train": 2, "evaluate ssd": 2}
+    assert {p: p.read_bytes() for p in (tmp_path / "runs").rglob("samples.jsonl")} == samples
+    sets = sorted((tmp_path / "runs").rglob("train.jsonl"), key=lambda p: p.stat().st_mtime)
+    assert len(sets) == 2
+    assert len(sets[1].read_text().splitlines()) < len(sets[0].read_text().splitlines())
 
 
 @pytest.mark.slow

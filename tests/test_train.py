@@ -25,14 +25,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory) -> Path:
     """A training set written by generate.py from the tiny model."""
-    from ssd.generation.run import run_generation
+    from ssd.generation.run import run_generation, train_set_path
 
     out = tmp_path_factory.mktemp("generated")
-    run_generation(compose("generate", [
+    cfg = compose("generate", [
         "model=tiny", "data.limit=32", "decoding.n=2", "decoding.max_tokens=96",
-        "engine.enforce_eager=true", "progress=false", f"output_dir={out}"]))
-    assert len((out / "train.jsonl").read_text().splitlines()) >= 8
-    return out / "train.jsonl"
+        "engine.enforce_eager=true", "progress=false", f"output_dir={out}"])
+    run_generation(cfg)
+    train_set = train_set_path(cfg)
+    assert len(train_set.read_text().splitlines()) >= 8
+    return train_set
 
 
 def train_command(samples: Path, out: Path | None, *extra: str) -> list[str]:
@@ -172,16 +174,17 @@ def first_loss(out: Path) -> float:
 
 @pytest.mark.parametrize("devices", [1, 2])
 def test_bf16_computes_in_bf16_on_one_and_two_processes(samples, reference, tmp_path, devices):
-    """bf16 is autocast on one process and FSDP2's mixed-precision policy on two. Step 0's loss
-    (before any update, same batch) is the fp32 reference's to bf16 accuracy, but not equal."""
+    """bf16 is autocast on one process and FSDP2's mixed-precision policy on two: the matmuls
+    run in bf16 (observed on the first linear layer's output, recorded in run.json), step 0's
+    loss (before any update, same batch) is the fp32 reference's to bf16 accuracy, and the model
+    trains. How far bf16 moves the loss depends on the CPU's bf16 kernels, so it is not tested."""
     out = tmp_path / "bf16"
     run(train_command(samples, out, "trainer.max_steps=2", "logger=none",
                       "trainer.precision=bf16", f"trainer.devices={devices}"), tmp_path)
-    loss, fp32_loss = first_loss(out), first_loss(reference)
-    assert loss == pytest.approx(fp32_loss, rel=2e-2)
-    # Measured shifts of the loss (~7.0): 3e-4 (autocast), 3e-3 (FSDP2's policy); fp32 runs on
-    # one and two processes agree to ~1e-6.
-    assert abs(loss - fp32_loss) > 5e-5
+    record = json.loads((out / "run.json").read_text())
+    assert record["matmul_dtype"] == "bfloat16"
+    assert json.loads((reference / "run.json").read_text())["matmul_dtype"] == "float32"
+    assert first_loss(out) == pytest.approx(first_loss(reference), rel=2e-2)
     base = json.loads((out / "run.json").read_text())["config"]["model_resolved"]
     assert max_difference(load_file(Path(base) / "model.safetensors"), weights(out)) > 1e-4
 
