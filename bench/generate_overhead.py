@@ -5,7 +5,8 @@ same SamplingParams (per-sample seeds included, so they sample the same tokens) 
 alternately over several rounds after a warm-up; the ratio of the best rounds' sampled tokens/s
 is printed (and of the medians).
 generate.py's side includes everything it does per run: chat-template tokenisation, request
-bookkeeping, one JSONL line written and flushed per sample, and the progress bar.
+bookkeeping, one JSONL line (token ids included) written and flushed per sample, and the progress
+bar.
 
     python bench/generate_overhead.py                      # SmolLM2-135M, 32 prompts
     python bench/generate_overhead.py --model tiny --prompts 64 --max-tokens 128
@@ -41,9 +42,10 @@ def main() -> None:
 
     import ssd.config  # noqa: F401  (config resolvers)
     from ssd.data.prompts import chat_messages, load_pool
-    from ssd.generation.run import ShardFiles, engine_settings, sample_shard
+    from ssd.generation.run import ShardFiles, sample_shard
+    from ssd.identity import model_identity
     from ssd.models import resolve_model_path
-    from ssd.sampling import get_engine, sample_seed, sampling_params
+    from ssd.sampling import engine_settings, get_engine, sample_seed, sampling_params
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("generate", [f"model={args.model}", f"data.limit={args.prompts}",
@@ -51,6 +53,7 @@ def main() -> None:
                                    *args.overrides])
     pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit)
     model_path = resolve_model_path(cfg.model.path)
+    model_id = model_identity(cfg.model.path)
     llm = get_engine(engine_settings(cfg, model_path))
     messages = [chat_messages(p.statement) for p in pool.prompts]
     params = [sampling_params(cfg.decoding, cfg.truncation,
@@ -66,7 +69,8 @@ def main() -> None:
     def ours() -> tuple[int, float]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            counts = sample_shard(cfg, pool.prompts, model_path, ShardFiles.of(Path(tmp), 0, 1))
+            counts = sample_shard(cfg, pool.prompts, model_path, ShardFiles.of(Path(tmp), 0, 1),
+                                  "bench", model_id)
             seconds = time.perf_counter() - start
         return counts["completion_tokens"], seconds
 

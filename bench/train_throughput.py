@@ -42,14 +42,26 @@ if TYPE_CHECKING:
     from ssd.training.data import StepBatch
 
 
-def chat_samples(path: Path, count: int) -> None:
-    """Real code as SFT data: LeetCode statements and their reference solutions."""
+def sampled_ids_samples(path: Path, count: int, model: str) -> None:
+    """Real code as SFT data, in generate.py's training-set format (token ids, as train.py reads
+    them): LeetCode statements as chat prompts, their reference solutions as the completions,
+    ended by the model's end-of-turn token."""
+    from transformers import AutoTokenizer
+
+    from ssd.models import resolve_model_path
+    from ssd.sampling import chat_prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(f"builtin:{model}"))
     problems = json.loads((REPO / "data/prompts/leetcode_sample.json").read_text())[:count]
     with open(path, "w") as handle:
         for p in problems:
-            messages = [{"role": "user", "content": p["problem"]},
-                        {"role": "assistant", "content": f"```python\n{p['solutions']}```"}]
-            handle.write(json.dumps({"messages": messages}) + "\n")
+            answer = f"```python\n{p['solutions']}```"
+            completion = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            handle.write(json.dumps({
+                "prompt_token_ids": chat_prompt_ids(tokenizer, [{"role": "user",
+                                                                 "content": p["problem"]}]),
+                "completion_token_ids": [*completion, tokenizer.eos_token_id],
+                "finish_reason": "stop"}) + "\n")
 
 
 def train_py_seconds(samples: Path, out: Path, args: argparse.Namespace,
@@ -76,13 +88,12 @@ class BareLoop:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ssd.models import resolve_model_path
-        from ssd.training.data import read_training_set, render
+        from ssd.training.data import read_training_set, training_examples
         from ssd.training.module import ResponseLoss
 
         path = resolve_model_path(f"builtin:{args.model}")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.examples = [render(self.tokenizer, m, self.tokenizer.eos_token_id)
-                         for m in read_training_set(samples)]
+        self.examples, _ = training_examples(read_training_set(samples), self.tokenizer)
         self.model = ResponseLoss(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=5e-6, betas=(0.9, 0.95),
@@ -152,7 +163,7 @@ def main() -> None:
     measured = slice(args.warmup, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "train.jsonl"
-        chat_samples(samples, args.samples)
+        sampled_ids_samples(samples, args.samples, args.model)
         for round_ in range(args.rounds):
             bare_round = json.loads(subprocess.run(
                 [sys.executable, __file__, *sys.argv[1:], "--bare-loop", str(samples)],

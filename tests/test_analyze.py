@@ -16,6 +16,7 @@ import torch
 from ssd.analysis import tokens
 from ssd.analysis.report import load_result_records, run_analysis, truncation_label
 from ssd.config import ConfigError
+from ssd.sampling import chat_prompt_ids
 from tests.conftest import REPO, compose
 
 LN2 = math.log(2.0)
@@ -206,6 +207,9 @@ def test_tokens_command_reads_recorded_completions(tiny_model, tmp_path):
         {"prompt_id": "a", "messages": messages, "completion": "a, b = map(int, input().split())"},
         {"prompt_id": "b", "messages": messages, "completion": ""},  # empty: skipped
         {"prompt_id": "c", "messages": [*messages, {"role": "assistant", "content": "print(1)"}]},
+        # a generate.py record: its ids as sampled are read, not its text
+        {"prompt_id": "d", "messages": messages, "completion": "not these tokens",
+         "prompt_token_ids": [5, 6, 7], "completion_token_ids": [40, 41, 42]},
     ]
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -214,8 +218,8 @@ def test_tokens_command_reads_recorded_completions(tiny_model, tmp_path):
     result = run_analysis(cfg, tmp_path / "out")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     expected = sum(min(8, len(tokenizer(t, add_special_tokens=False)["input_ids"]))
-                   for t in ("a, b = map(int, input().split())", "print(1)"))
-    assert result["n_contexts"] == expected and result["continuations"]["prompts"] == 2
+                   for t in ("a, b = map(int, input().split())", "print(1)")) + 3
+    assert result["n_contexts"] == expected and result["continuations"]["prompts"] == 3
     # Base and "SSD" are the same model here: every measure agrees exactly.
     every = result["splits"]["all"]
     assert every["base"] == every["ssd"] and every["matched"]["n"] == expected
@@ -227,7 +231,7 @@ def test_teacher_forced_logits_line_up_with_the_sampled_tokens(tiny_model):
 
     model = tokens.load_causal_lm(tiny_model)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    prompt = tokens.prompt_token_ids(tokenizer, [{"role": "user", "content": "Add two numbers."}])
+    prompt = chat_prompt_ids(tokenizer, [{"role": "user", "content": "Add two numbers."}])
     greedy = tokens.sample_continuation(model, prompt, 12, 0.0, 0, 1.0, seed=0)
     item = tokens.Continuation("p", tuple(prompt), tuple(greedy))
     # Row j of the teacher-forced logits predicts token j: under greedy decoding, its argmax.

@@ -184,8 +184,10 @@ def test_local_launcher_runs_each_sweep_point_as_its_own_job(tmp_path, tiny_mode
     assert [run.name.split("_")[0] for run in runs] == ["T0.8", "T1.2"]
     for run in runs:
         record = json.loads((run / "run.json").read_text())
-        assert record["status"] == "complete" and record["filter"]["samples"] == 2
-        assert (run / "train.jsonl").exists() and (run / "filter.json").exists()
+        assert record["status"] == "complete" and record["samples"] == 2
+        [filtered] = run.glob("filter-*")
+        assert (filtered / "train.jsonl").exists()
+        assert json.loads((filtered / "filter.json").read_text())["samples"] == 2
         summary, _ = offline_run(run)  # and its own W&B run
         assert summary["generate/samples"] == 2
     # Hydra's per-job folders of the sweep, as with the basic launcher.
@@ -200,13 +202,15 @@ def test_generate_logs_one_offline_wandb_run_into_its_run_dir(tmp_path, tiny_mod
     out = run_generation(compose("generate", [*GENERATE_SMALL, "data.limit=4", "decoding.T=1.2",
                                               f"output_dir={tmp_path}/a"]))
     summary, config = offline_run(out)
-    report = json.loads((out / "filter.json").read_text())
+    [filtered] = out.glob("filter-*")
+    report = json.loads((filtered / "filter.json").read_text())
     assert summary["generate/samples"] == report["samples"] == 4
     assert summary["generate/kept"] == report["kept"]
     dropped = {key.removeprefix("generate/dropped/"): value for key, value in summary.items()
                if key.startswith("generate/dropped/")}
-    assert dropped == {"empty": 0, "single_line_stub": 0, "shortest_fraction": 0,
-                       **report["dropped"]}
+    assert dropped == {"prompt_too_long": 0, "cut_at_max_tokens": 0, "empty": 0,
+                       "single_line_stub": 0, "shortest_fraction": 0, **report["dropped"]}
+    assert summary["generate/kept_open"] == report["cut_samples"]["kept_open"]
     assert summary["generate/generated"] == 4 and summary["generate/completion_tokens"] > 0
     assert summary["generate/samples_per_s"] > 0 and summary["generate/tokens_per_s"] > 0
     # The filter counts as a table, the resolved config attached.
@@ -218,7 +222,7 @@ def test_generate_logs_one_offline_wandb_run_into_its_run_dir(tmp_path, tiny_mod
     assert config["decoding"]["T"] == 1.2
     assert config["logger"]["wandb"]["mode"] == "offline"
     # logger.csv: the same metrics as one CSV row.
-    header, row = (out / "metrics.csv").read_text().splitlines()
+    header, row = (filtered / "metrics.csv").read_text().splitlines()
     assert dict(zip(header.split(","), row.split(","), strict=True))["generate/samples"] == "4"
 
     off = run_generation(compose("generate", [*GENERATE_SMALL, "data.limit=2", "logger=none",

@@ -356,11 +356,12 @@ def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | N
 
 
 def filter_table(filter_report: dict[str, Any]) -> tracking.Table:
-    """The filter's outcome per sample as a table: kept, then each drop reason."""
+    """The filter's outcome per sample as a table whose rows partition the samples: kept and
+    ended by the model, kept open (cut at max_tokens), then each drop reason."""
     total = max(filter_report["samples"], 1)
     kept_open = filter_report["cut_samples"]["kept_open"]
-    rows = [["kept", filter_report["kept"], filter_report["kept"] / total],
-            ["kept/open (cut at max_tokens)", kept_open, kept_open / total]]
+    ended = filter_report["kept"] - kept_open
+    rows = [["kept/ended", ended, ended / total], ["kept/open", kept_open, kept_open / total]]
     for reason, count in filter_report["dropped"].items():
         rows.append([f"dropped/{reason}", count, count / total])
     return ["outcome", "samples", "fraction"], rows

@@ -192,7 +192,7 @@ def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: d
         "config": OmegaConf.to_container(cfg, resolve=True),
         "sizes": asdict(sizes(cfg)),
         "estimate_s": {k: round(v, 1) for k, v in estimate.items()},
-        "stages": [asdict(s) for s in stages],
+        "stages": [s.summary() for s in stages],
         "wall_s": round(time.perf_counter() - started, 3),
     })
 

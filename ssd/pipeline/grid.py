@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +209,7 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "evaluations": evaluations,
         "base": _metrics(base.record()) if base is not None else None,
         "training_set": train_record.get("training_set"),
-        "stages": [{k: v for k, v in asdict(s).items() if k != "overrides"} for s in stages],
+        "stages": [{k: v for k, v in s.summary().items() if k != "overrides"} for s in stages],
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     out.mkdir(parents=True, exist_ok=True)

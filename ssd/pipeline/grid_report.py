@@ -98,6 +98,18 @@ def teff_records(best_rows: Sequence[dict[str, Any]]) -> list[ResultRecord]:
             for r in best_rows if not math.isnan(r["pass@1"])]
 
 
+def training_set_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each (T_train, truncation) trained on: samples, ended by the model, cut at
+    max_tokens and trained open (train.py's record of its training set), once each."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for cell in cells:
+        found = cell.get("training_set")
+        if found:
+            rows[(cell["truncation"], cell["t_train"])] = {
+                "t_train": cell["t_train"], "truncation": cell["truncation"], **found}
+    return [rows[key] for key in sorted(rows)]
+
+
 def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The markdown and the JSON summary of a grid's cells."""
     rows = grid_rows(cells)
@@ -140,13 +152,20 @@ def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, A
         [f"{r['t_train']:g}", r["truncation"], r["checkpoint"], f"{r['t_eval']:g}",
          f"{r['t_eff']:.3g}", percent(r["pass@1"]), percent(r["pass@5"]),
          *[percent(r["per_difficulty"].get(d, math.nan)) for d in levels]] for r in rows])]
+    trained = training_set_rows(cells)
+    if trained:
+        lines += ["", "## Training sets", "", table(
+            ["T_train", "truncation", "samples", "ended by the model", "cut, trained open",
+             "tokens"],
+            [[f"{t['t_train']:g}", t["truncation"], t.get("samples"), t.get("ended"),
+              t.get("open"), t.get("tokens")] for t in trained])]
     if bases:
         lines += ["", "## Base model (decode only)", "", table(
             ["T_eval", "truncation", "pass@1", "pass@5"],
             [[f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]), percent(b["pass@5"])]
              for b in bases])]
     summary = {"rows": rows, "best_per_cell": best_rows, "base": bases, "fits": fit_table,
-               "best": best, "base_best": base_best}
+               "best": best, "base_best": base_best, "training_sets": trained}
     return "\n".join(lines) + "\n", summary
 
 

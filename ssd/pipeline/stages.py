@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,11 @@ class StageRun:
     def complete(self) -> bool:
         """What the stage itself says (``StagePlan.complete``), never a status field alone."""
         return self.plan.complete()
+
+    def summary(self) -> dict[str, Any]:
+        """What a driver's state file says about the stage (JSON-ready)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "plan"}
+        return {**fields, "run_dir": self.run_dir, "identity": self.plan.identity}
 
     def record(self) -> dict[str, Any]:
         record = self.plan.record()
