@@ -429,12 +429,13 @@ def test_a_changed_filter_in_the_demo_refilters_and_retrains_but_never_resamples
         resumed: Resumed) -> None:
     """The stale-reuse case through demo.py: another filter value reuses the samples (and the
     base evaluation), computes the new filter step, then trains and evaluates the SSD model
-    again."""
+    again. (The tiny model's samples are mostly single lines: keeping those changes the
+    training set.)"""
     workspace = resumed.workspace
     samples = (resumed.dirs["generate"] / "samples.jsonl").read_bytes()
     refilter = [o.replace('demo.extra.generate=["progress=false"]',
                           'demo.extra.generate=["progress=false",'
-                          '"filter.drop_shortest_fraction=0.5"]') for o in TINY]
+                          '"filter.drop_single_line=false"]') for o in TINY]
     assert refilter != TINY
     result = subprocess.run([sys.executable, str(REPO / "demo.py"), *refilter], cwd=workspace,
                             capture_output=True, text=True, timeout=900)
@@ -445,6 +446,8 @@ def test_a_changed_filter_in_the_demo_refilters_and_retrains_but_never_resamples
     assert len(computations(resumed.dirs["generate"])) == 1
     filters = sorted(resumed.dirs["generate"].glob("filter-*"))
     assert len(filters) == 2
+    sets = [(f / "train.jsonl").read_bytes() for f in filters]
+    assert sets[0] != sets[1]
     assert sorted(len(computations(f)) for f in filters) == [0, 1]  # the new one, on its own
     trains = sorted(p.parent for p in workspace.glob("runs/train/tiny/*/run.json"))
     assert len(trains) == 2 and all(len(computations(t)) == 1 for t in trains)
