@@ -158,10 +158,13 @@ def check_optimizer(cfg: DictConfig) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    for key in ("trainer.max_steps", "trainer.global_batch_size", "trainer.micro_batch_size",
-                "trainer.save_every_n_steps", "trainer.num_nodes"):
+    for key in ("trainer.max_steps", "trainer.global_batch_size", "trainer.save_every_n_steps",
+                "trainer.num_nodes"):
         require(cfg, key, lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    require(cfg, "trainer.max_seq_len", lambda v: is_int(v) and v >= 16, "an integer >= 16")
+    row = require(cfg, "trainer.max_seq_len", lambda v: is_int(v) and v >= 16,
+                  "an integer >= 16")
+    require(cfg, "trainer.micro_batch_tokens", lambda v: is_int(v) and v >= row,
+            f"an integer >= trainer.max_seq_len={row} (a micro-batch holds at least one row)")
     require(cfg, "trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and v > 0),
            "> 0, or null for no clipping")
     require(cfg, "trainer.precision", lambda v: v in {"auto", "bf16", "fp32"},

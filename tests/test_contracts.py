@@ -76,7 +76,8 @@ def test_the_trainers_batch_holds_the_ids_vllm_sampled(tmp_path, temperature):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny"))
     examples, summary = training_examples(read_training_set(train_set), tokenizer)
     batch = plan_step(examples, list(range(len(examples))), packing=True, max_seq_len=4096,
-                      micro_batch_size=64, rank=0, world_size=1, pad_id=tokenizer.pad_token_id)
+                      micro_batch_tokens=64 * 4096, rank=0, world_size=1,
+                      pad_id=tokenizer.pad_token_id)
     segments = []  # (input ids, labels) of each sequence in the packed rows
     for micro in batch.micro_batches:
         for ids, labels, positions in zip(micro["input_ids"].tolist(), micro["labels"].tolist(),

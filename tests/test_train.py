@@ -65,6 +65,7 @@ def test_train_logs_exports_and_vllm_samples_from_the_export(samples, tmp_path):
         tmp_path)
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete" and record["world_size"] == 1
+    assert record["attention"] == "packed_sdpa"  # the CPU default: one SDPA call per sequence
     rows = (out / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     for metric in ("train/loss", "train/lr", "train/tokens_per_s", "train/padding_fraction",

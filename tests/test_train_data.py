@@ -82,7 +82,7 @@ def test_step_schedule_is_deterministic_and_covers_each_epoch():
 def test_ranks_share_the_step_without_overlap():
     examples = [Example(list(range(n)), [1] * n) for n in (9, 3, 7, 2, 5, 6, 1, 4)]
     indices = list(range(8))
-    plans = [plan_step(examples, indices, packing=True, max_seq_len=10, micro_batch_size=1,
+    plans = [plan_step(examples, indices, packing=True, max_seq_len=10, micro_batch_tokens=10,
                        rank=r, world_size=2, pad_id=0) for r in range(2)]
     assert len(plans[0].micro_batches) == len(plans[1].micro_batches)
     real = Counter()
@@ -99,10 +99,29 @@ def test_packing_raises_the_useful_token_fraction_on_skewed_lengths():
     examples = [Example([1] * n, [1] * n) for n in lengths]
     indices = list(range(len(lengths)))
     common = dict(max_seq_len=512, rank=0, world_size=1, pad_id=0)
-    packed = plan_step(examples, indices, packing=True, micro_batch_size=1, **common)
-    padded = plan_step(examples, indices, packing=False, micro_batch_size=4, **common)
-    assert packed.tokens / packed.padded_tokens == 1.0
+    packed = plan_step(examples, indices, packing=True, micro_batch_tokens=512, **common)
+    padded = plan_step(examples, indices, packing=False, micro_batch_tokens=4 * 512, **common)
+    assert packed.tokens / packed.padded_tokens >= 0.95
     assert padded.tokens / padded.padded_tokens < 0.8  # even with length-sorted micro-batches
+
+
+def test_micro_batches_fill_a_token_budget_and_ranks_run_the_same_number():
+    """Rows are grouped within micro_batch_tokens (rows x the longest row): a long row alone,
+    short rows together; no micro-batch exceeds the budget unless one row does; every rank runs
+    the same number of micro-batches; every token is trained exactly once."""
+    lengths = [1000, 990, 120, 100, 90, 60, 40, 30, 20, 10, 1024]
+    examples = [Example([1] * n, [1] * n) for n in lengths]
+    indices = list(range(len(lengths)))
+    plans = [plan_step(examples, indices, packing=False, max_seq_len=1024,
+                       micro_batch_tokens=1024, rank=r, world_size=2, pad_id=0) for r in (0, 1)]
+    assert len(plans[0].micro_batches) == len(plans[1].micro_batches)
+    shapes = [tuple(m["input_ids"].shape) for p in plans for m in p.micro_batches]
+    assert all(rows * width <= 1024 for rows, width in shapes)
+    assert any(rows > 1 for rows, _ in shapes) and (1, 1024) in shapes
+    trained = sum(int((m["labels"] != IGNORE_INDEX).sum()) for p in plans
+                  for m in p.micro_batches)
+    assert trained == sum(lengths)
+    assert plans[0].label_tokens == sum(lengths) - len(lengths)
 
 
 def test_overlong_samples_are_counted_never_silent():

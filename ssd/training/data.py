@@ -14,10 +14,12 @@ Batching. One optimizer step consumes exactly ``global_batch_size`` sequences (p
 ones is a pure function of (seed, step), so the data position after a restart is just the step
 counter. Within a step the sequences are packed best-fit-decreasing into bins of at most
 ``max_seq_len`` tokens; each bin is one row whose position ids restart at every sequence, so the
-model's attention stays inside each sequence (transformers builds a block-diagonal causal mask
-from position ids when no attention mask is given) and the summed loss of a packed row equals
-the sum of the per-sequence losses. Bins are dealt to data-parallel ranks so that every rank runs
-the same number of micro-batches (collectives must match), padding with empty bins if needed.
+model's attention stays inside each sequence (``attention.py``: no mask over the row, no work
+across sequences) and the summed loss of a packed row equals the sum of the per-sequence losses.
+Rows are dealt to data-parallel ranks and grouped into micro-batches within a token budget
+(``micro_batch_tokens``: several short rows together, a full row alone), so a mix of long and
+short samples neither runs out of memory nor pads; every rank runs the same number of
+micro-batches (collectives must match), topped up with empty ones if needed.
 """
 
 from __future__ import annotations
@@ -254,25 +256,35 @@ class StepBatch:
     padded_tokens: int  # tokens computed over, padding included, in the whole global batch
 
 
-def deal(rows: Sequence[Row], world_size: int, micro_batch_size: int, empty: Row
-         ) -> list[list[list[Row]]]:
-    """Rows (longest first) dealt round-robin to ranks, then cut into micro-batches.
+def micro_batches(rows: Sequence[Row], micro_batch_tokens: int) -> list[list[Row]]:
+    """Consecutive rows (longest first) grouped into micro-batches whose padded size (rows x the
+    longest row) stays within ``micro_batch_tokens``; a row longer than the budget goes alone."""
+    batches: list[list[Row]] = []
+    for row in rows:
+        if batches and (len(batches[-1]) + 1) * len(batches[-1][0].input_ids) \
+                <= micro_batch_tokens:
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches
 
-    Every rank gets the same number of micro-batches, topped up with ``empty`` rows, because each
-    forward/backward under FSDP is a collective that all ranks must enter.
+
+def deal(rows: Sequence[Row], world_size: int, micro_batch_tokens: int, empty: Row
+         ) -> list[list[list[Row]]]:
+    """Rows (longest first) dealt round-robin to ranks, then grouped into micro-batches within
+    the token budget.
+
+    Every rank gets the same number of micro-batches, topped up with ``empty`` ones, because
+    each forward/backward under FSDP is a collective that all ranks must enter.
     """
-    per_rank = -(-len(rows) // world_size)
-    slots = -(-per_rank // micro_batch_size) * micro_batch_size
-    dealt = []
-    for rank in range(world_size):
-        mine = list(rows[rank::world_size])
-        mine += [empty] * (slots - len(mine))
-        dealt.append([mine[i:i + micro_batch_size] for i in range(0, slots, micro_batch_size)])
-    return dealt
+    dealt = [micro_batches(rows[rank::world_size], micro_batch_tokens)
+             for rank in range(world_size)]
+    most = max(len(batches) for batches in dealt)
+    return [batches + [[empty]] * (most - len(batches)) for batches in dealt]
 
 
 def plan_step(examples: Sequence[Example], indices: Sequence[int], *, packing: bool,
-              max_seq_len: int, micro_batch_size: int, rank: int, world_size: int,
+              max_seq_len: int, micro_batch_tokens: int, rank: int, world_size: int,
               pad_id: int) -> StepBatch:
     """Turn one step's examples into this rank's micro-batches (pure; every rank agrees)."""
     chosen = [examples[i] for i in indices]
@@ -285,7 +297,7 @@ def plan_step(examples: Sequence[Example], indices: Sequence[int], *, packing: b
     # Two tokens: the shortest row with a prediction in it (an ignored one), so that a rank's
     # filler micro-batch still runs the whole model, as every rank's must.
     empty = Row([pad_id, pad_id], [IGNORE_INDEX, IGNORE_INDEX], [0, 1])
-    dealt = deal(rows, world_size, micro_batch_size, empty)
+    dealt = deal(rows, world_size, micro_batch_tokens, empty)
     padded = sum(len(chunk) * max(len(row.input_ids) for row in chunk)
                  for rank_chunks in dealt for chunk in rank_chunks)
     return StepBatch(

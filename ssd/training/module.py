@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ssd.training.attention import PACKED_SDPA
+from ssd.training.attention import register as register_packed_sdpa
 from ssd.training.data import IGNORE_INDEX, StepBatch
 
 LOSS_CHUNK_TOKENS = 4096
@@ -76,7 +78,7 @@ class ResponseLoss(torch.nn.Module):
 class SFTModule(L.LightningModule):
     def __init__(self, model_path: str, optimizer: dict[str, Any], max_steps: int,
                  gradient_clip_val: float | None, activation_checkpointing: bool,
-                 bf16: bool) -> None:
+                 bf16: bool, attention: str = PACKED_SDPA) -> None:
         super().__init__()
         self.model_path = model_path
         self.optimizer_cfg = optimizer
@@ -84,6 +86,7 @@ class SFTModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.activation_checkpointing = activation_checkpointing
         self.bf16 = bf16
+        self.attention = attention  # a transformers attn_implementation (attention.py)
         self.automatic_optimization = False
         self.model: ResponseLoss | None = None
         self._last_step_end: float | None = None
@@ -102,7 +105,9 @@ class SFTModule(L.LightningModule):
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        register_packed_sdpa()
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32,
+                                                     attn_implementation=self.attention)
         model.config.use_cache = False
         if self.activation_checkpointing:
             model.gradient_checkpointing_enable(

@@ -25,6 +25,7 @@ from ssd import config as checks
 from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
 from ssd.processes import die_with_parent
+from ssd.training import attention
 from ssd.training.data import SamplesError, TrainingSet, largest_token_id, read_training_set
 
 STAGE = "train"
@@ -50,6 +51,8 @@ def validate_settings(cfg: DictConfig) -> None:
     for check in (checks.check_model, checks.check_sft_data, checks.check_optimizer,
                   checks.check_trainer, checks.check_logger):
         check(cfg)
+    checks.require(cfg, "trainer.attention", lambda v: v in attention.CHOICES,
+                   "one of " + ", ".join(attention.CHOICES))
 
 
 def training_plan(cfg: DictConfig) -> StagePlan:

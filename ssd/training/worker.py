@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssd.identity import StagePlan
 from ssd.processes import die_with_parent
+from ssd.training.attention import attention_implementation
 from ssd.training.data import (
     SAMPLED_IDS,
     Example,
@@ -62,7 +63,7 @@ class StepDataset(Dataset):
         t = self.cfg.trainer
         indices = step_indices(len(self.examples), t.global_batch_size, step, t.seed)
         return plan_step(self.examples, indices, packing=self.cfg.data.packing,
-                         max_seq_len=t.max_seq_len, micro_batch_size=t.micro_batch_size,
+                         max_seq_len=t.max_seq_len, micro_batch_tokens=t.micro_batch_tokens,
                          rank=self.rank, world_size=self.world_size, pad_id=self.pad_id)
 
 
@@ -136,8 +137,10 @@ def train(cfg: DictConfig) -> None:
     gpu = torch.cuda.is_available()
     bf16 = t.precision == "bf16" or (t.precision == "auto" and gpu
                                      and torch.cuda.is_bf16_supported())
+    implementation = attention_implementation(t.attention, gpu)
     module = SFTModule(cfg.model_resolved, OmegaConf.to_container(cfg.optimizer, resolve=True),
-                       t.max_steps, t.gradient_clip_val, t.activation_checkpointing, bf16)
+                       t.max_steps, t.gradient_clip_val, t.activation_checkpointing, bf16,
+                       implementation)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints",
                                   filename=CHECKPOINT_PREFIX + "{step:06d}",
                                   auto_insert_metric_name=False,
@@ -176,6 +179,7 @@ def train(cfg: DictConfig) -> None:
             "training_set": training_set,
             "length_policy": length_counts,
             "matmul_dtype": module.matmul_dtype,
+            "attention": implementation,
             "resumed_from": str(resume_from) if resume_from else None,
             "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "seconds": round(time.perf_counter() - started, 3),
