@@ -1,8 +1,9 @@
 """Long packed rows: attention work inside sequences only, and memory linear in the row length.
 
 One training step (forward, backward, AdamW) of SmolLM2-135M with activation checkpointing and
-the chunked loss head, as train.py runs it, on rows packed from samples of ``--sample-len``
-tokens. Every measurement runs in a fresh process (peak resident memory is per process):
+the chunked loss head, as train.py runs it (its CPU allocator settings included), on rows packed
+from samples of ``--sample-len`` tokens. Every measurement runs in a fresh process (peak resident
+memory is per process); times are of forward + backward, the part the row's length changes:
 
 (a) the step time of one row packed from ``--samples`` samples ÷ (``--samples`` x the step time
     of one sample alone): 1.0 means packing costs nothing beyond the samples' own work; dense
@@ -38,9 +39,9 @@ sys.path.insert(0, str(REPO))
 
 
 def one_step(attention: str, samples: int, sample_len: int) -> dict[str, float]:
-    """One step on one row of ``samples`` x ``sample_len`` tokens in this process: its seconds
-    (forward + backward + optimizer), peak RSS before it (weights, one warm-up step's gradients
-    and optimizer state) and after it (bytes)."""
+    """One step on one row of ``samples`` x ``sample_len`` tokens in this process: the seconds
+    of its forward + backward, peak RSS before it (weights, one warm-up step's gradients and
+    optimizer state) and after it (bytes)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -70,11 +71,14 @@ def one_step(attention: str, samples: int, sample_len: int) -> dict[str, float]:
         return collate([pack_row(examples)], pad_id=0)
 
     def step(batch: dict[str, torch.Tensor]) -> float:
+        """The seconds of forward + backward (what the row's length changes); then the
+        optimizer step, untimed."""
         started = time.perf_counter()
         loss(**batch).backward()
+        seconds = time.perf_counter() - started
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # keep gradient buffers: part of the fixed part
-        return time.perf_counter() - started
+        return seconds
 
     step(row(1, 64))  # allocates gradients and optimizer state
     fixed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -100,10 +104,14 @@ def measure(attention: str, samples: int, sample_len: int, timeout: float
 
 def _measure(attention: str, samples: int, sample_len: int, timeout: float
              ) -> dict[str, float] | str:
+    from ssd.training.run import CPU_ALLOCATOR_ENV
+
     command = [sys.executable, __file__, "--one", attention, str(samples), str(sample_len)]
+    # The environment train.py gives its ranks on CPU (its allocator settings).
+    env = {**os.environ, **CPU_ALLOCATOR_ENV, "TOKENIZERS_PARALLELISM": "false"}
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                                env=env)
     except subprocess.TimeoutExpired:
         return f"over {timeout:.0f} s"
     if result.returncode != 0:

@@ -71,12 +71,15 @@ def packed_sdpa_forward(module: torch.nn.Module, query: torch.Tensor, key: torch
     gqa = query.shape[1] != key.shape[1]
     rows = []
     for row, starts in enumerate(sequence_starts(position_ids.expand(query.shape[0], -1))):
-        q, k, v = query[row:row + 1], key[row:row + 1], value[row:row + 1]
+        # split, not slicing: each slice's backward would add a zero-filled gradient of the
+        # whole row (O(sequences x L) per layer); split's backward concatenates the pieces.
+        lengths = [b - a for a, b in itertools.pairwise(starts)]
+        pieces = zip(*(t[row:row + 1].split(lengths, dim=2) for t in (query, key, value)),
+                     strict=True)
         rows.append(torch.cat([
-            F.scaled_dot_product_attention(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b],
-                                           dropout_p=dropout, scale=scaling, is_causal=True,
-                                           enable_gqa=gqa)
-            for a, b in itertools.pairwise(starts)], dim=2))
+            F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling,
+                                           is_causal=True, enable_gqa=gqa)
+            for q, k, v in pieces], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 
