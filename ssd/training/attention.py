@@ -80,7 +80,8 @@ def packed_sdpa_forward(module: torch.nn.Module, query: torch.Tensor, key: torch
             F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling,
                                            is_causal=True, enable_gqa=gqa)
             for q, k, v in pieces], dim=2))
-    return torch.cat(rows).transpose(1, 2).contiguous(), None
+    # Not made contiguous here: the attention module reshapes (and copies) it right after.
+    return torch.cat(rows).transpose(1, 2), None
 
 
 def register() -> None:

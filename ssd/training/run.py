@@ -31,12 +31,6 @@ from ssd.training.data import SamplesError, TrainingSet, largest_token_id, read_
 STAGE = "train"
 # Bump when what a run trains on changes for the same inputs: part of the identity.
 TRAIN_FORMAT = 2  # 2: the sampled token ids (end-of-turn only where sampled)
-# glibc hands every freed block over 32 MB back to the kernel, so on CPU each large activation of
-# a long packed row is page-faulted (and zeroed) in again at every op: measured on a 16K-token row
-# of SmolLM2, forward + backward took 101 s that way, and 93 s with freed memory kept in the heap for
-# reuse (16 x 1K samples one by one: 84 s). Ranks on GPU machines keep glibc's defaults (their
-# CPU memory is not on the training path; a large HF export should be returned to the kernel).
-CPU_ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 # The values besides the model and the training set that decide the trained weights.
 WEIGHT_KEYS = ["model.dtype", "data.packing", "data.overlong", "optimizer", "trainer"]
 
@@ -143,10 +137,6 @@ def run_training(cfg: DictConfig) -> Path:
                *rendezvous(cfg.trainer.num_nodes, plan.identity),
                "-m", "ssd.training.worker", str(out / "config.yaml")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    import torch
-
-    if not torch.cuda.is_available():
-        env = {**CPU_ALLOCATOR_ENV, **env}  # a user's own setting wins
     launcher = os.getpid()
     returncode = subprocess.run(command, env=env,
                                 preexec_fn=lambda: die_with_parent(launcher, "train")).returncode
