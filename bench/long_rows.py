@@ -50,7 +50,7 @@ def one_step(attention: str, samples: int, sample_len: int) -> dict[str, float]:
     from ssd.models import resolve_model_path
     from ssd.training import attention as attention_module
     from ssd.training.data import Example, collate, pack_row
-    from ssd.training.module import ResponseLoss
+    from ssd.training.module import ResponseLoss, chunk_mlps
 
     torch.manual_seed(0)
     attention_module.register()
@@ -58,6 +58,7 @@ def one_step(attention: str, samples: int, sample_len: int) -> dict[str, float]:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32,
                                                  attn_implementation=attention)
     model.config.use_cache = False
+    chunk_mlps(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     loss = ResponseLoss(model)

@@ -122,3 +122,28 @@ def test_flex_attention_forward_matches_on_cpu(tiny_model):
         separate = sum(float(model(**collate([pack_row([e])], pad_id=0))) for e in items)
         packed = float(model(**collate([pack_row(items)], pad_id=0)))
     assert packed == pytest.approx(separate, rel=1e-5)
+
+
+def test_a_long_row_through_the_mlp_in_pieces_gives_the_same_loss_and_gradients(
+        tiny_model, monkeypatch):
+    """chunk_mlps runs each MLP over a long row in pieces (here of 16 tokens): exact, and the
+    parameter names (checkpoints, exports) are unchanged."""
+    from ssd.training import module
+
+    row = collate([pack_row(examples([37, 64, 5]))], pad_id=0)
+    whole = loss_module(tiny_model, attention.PACKED_SDPA)
+    names = [name for name, _ in whole.named_parameters()]
+    expected_loss, expected = loss_and_grads(whole, [row])
+    monkeypatch.setattr(module, "MLP_CHUNK_TOKENS", 16)
+    chunked = loss_module(tiny_model, attention.PACKED_SDPA)
+    calls = []
+    mlp = chunked.model.get_decoder().layers[0].mlp
+    mlp.gate_proj.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[1]))
+    module.chunk_mlps(chunked.model)
+    assert [name for name, _ in chunked.named_parameters()] == names
+    loss, grads = loss_and_grads(chunked, [row])
+    assert calls == [16] * 6 + [10]  # 106 tokens in pieces of 16
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    # weight gradients summed over the pieces: another float summation order (fp32, 1e-5)
+    scale = max(float(g.abs().max()) for g in expected.values())
+    assert max(float((grads[k] - expected[k]).abs().max()) for k in grads) <= 1e-5 * scale

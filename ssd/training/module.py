@@ -13,6 +13,7 @@ recomputed in the backward pass, so a 65K-token row never materialises [65K x vo
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -27,6 +28,13 @@ from ssd.training.attention import register as register_packed_sdpa
 from ssd.training.data import IGNORE_INDEX, StepBatch
 
 LOSS_CHUNK_TOKENS = 4096
+# The MLP works token by token, so a long row goes through it in pieces of this many tokens: its
+# three intermediates ([tokens x intermediate size] each) then stay small enough for the CPU
+# allocator to reuse (glibc returns blocks over 32 MB to the kernel, and re-faults them in) and
+# for the caches, instead of growing with the row. Exact; a no-op for rows this short. Measured
+# (SmolLM2, a 16K-token row packed from 16 x 1K samples, forward + backward): 95.8 s without it,
+# 84.2 s with it, against 16 x 5.0 s for the samples one by one.
+MLP_CHUNK_TOKENS = 4096
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, peak: float,
@@ -42,6 +50,19 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, peak: flo
 def _chunk_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
     logits = head(hidden).float()
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _token_chunked(forward: Any, hidden: torch.Tensor) -> torch.Tensor:
+    if hidden.shape[1] <= MLP_CHUNK_TOKENS:
+        return forward(hidden)
+    return torch.cat([forward(piece) for piece in hidden.split(MLP_CHUNK_TOKENS, dim=1)], dim=1)
+
+
+def chunk_mlps(model: torch.nn.Module) -> None:
+    """Run each decoder layer's MLP over a long row in ``MLP_CHUNK_TOKENS`` pieces. The forward
+    is replaced on the instance, so parameter names (checkpoints, exports) are unchanged."""
+    for layer in model.get_decoder().layers:
+        layer.mlp.forward = functools.partial(_token_chunked, layer.mlp.forward)
 
 
 class ResponseLoss(torch.nn.Module):
@@ -109,6 +130,7 @@ class SFTModule(L.LightningModule):
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32,
                                                      attn_implementation=self.attention)
         model.config.use_cache = False
+        chunk_mlps(model)
         if self.activation_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
