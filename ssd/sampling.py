@@ -115,6 +115,16 @@ def release_engine() -> None:
         gc.collect()
 
 
+def engine_versions() -> dict[str, str]:
+    """The versions a stage's samples depend on, for its run record."""
+    import torch
+    import transformers
+    import vllm
+
+    return {"vllm": vllm.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
 def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
     """A per-sample seed: the same sample gets the same seed whatever else is in the batch."""
     digest = hashlib.sha256(f"{seed}:{prompt_id}:{sample_index}".encode()).digest()

@@ -61,6 +61,7 @@ from ssd.sampling import (
     Sample,
     chat_prompt_ids,
     engine_settings,
+    engine_versions,
     get_engine,
     sample_requests,
     sample_seed,
@@ -427,15 +428,6 @@ def hydra_job_dir() -> Path | None:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-    import vllm
-
-    return {"vllm": vllm.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__}
-
-
 # -- the stage ----------------------------------------------------------------------------------
 def sample_keys(problems: Sequence[Problem], n: int,
                 completions: dict[tuple[str, int], dict] | None) -> list[tuple[Problem, int]]:
@@ -534,7 +526,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
         "overrides": _overrides(),
         "run_dir": str(out),
         "config": resolved,
-        "versions": _versions(),
+        "versions": engine_versions(),
     }
     flat = flat_metrics(metrics)
     if cfg.logger.csv:

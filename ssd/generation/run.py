@@ -35,7 +35,13 @@ from tqdm import tqdm
 from ssd import config as checks
 from ssd import tracking
 from ssd.data.prompts import Prompt, chat_messages, load_pool
-from ssd.generation.filter import REASONS, FilterResult, filter_samples, training_record
+from ssd.generation.filter import (
+    REASONS,
+    FilterResult,
+    filter_samples,
+    is_cut,
+    training_record,
+)
 from ssd.identity import (
     StagePlan,
     config_values,
@@ -51,6 +57,7 @@ from ssd.sampling import (
     Sample,
     chat_prompt_ids,
     engine_settings,
+    engine_versions,
     get_engine,
     sample_requests,
     sample_seed,
@@ -125,15 +132,6 @@ class ShardFiles:
             return ShardFiles(out / "samples.jsonl", out / "shard.json")
         tag = f"{index:05d}-of-{count:05d}"
         return ShardFiles(out / f"samples-{tag}.jsonl", out / f"shard-{tag}.json")
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-    import vllm
-
-    return {"vllm": vllm.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__}
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -220,7 +218,7 @@ def filter_report(settings: dict[str, Any], samples: list[dict[str, Any]],
     return {"settings": settings, "samples": len(samples), "kept": len(result.kept),
             "dropped": {reason: result.dropped.get(reason, 0) for reason in REASONS},
             "cut_samples": {"policy": settings["cut_samples"], "kept_open": result.kept_open,
-                            "cut": sum(s.get("finish_reason") == "length" for s in samples)},
+                            "cut": sum(map(is_cut, samples))},
             "kept_completion_tokens": sum(s["completion_tokens"] for s in result.kept)}
 
 
@@ -308,7 +306,7 @@ def sample_stage(cfg: DictConfig, sampling: StagePlan) -> dict[str, Any] | None:
                 "samples": len(samples),
                 "finish_reasons": dict(Counter(s["finish_reason"] for s in samples)),
                 "shards": [json.loads(r.record.read_text())["counts"] for r in records],
-                "versions": _versions(),
+                "versions": engine_versions(),
             })
     if not last_shard:
         # Logged outside the merge lock: W&B online can take seconds, and the other shards
