@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ssd.evaluation import (
-    WINDOWS,
+    PROBLEM_SETS,
     Test,
     check_script_to_functional,
     load_check_script_problems,
@@ -44,9 +44,10 @@ def test_official_rows() -> None:
         Test("[3, 2, 4]\n6", "[1, 2]", "functional"),
         Test("[1, 5, 5]\n10", "[1, 2]", "functional"),
     ]
+    assert p.public_tests == 1 and p.private_tests == p.tests[1:]
     assert len(problems["abc901_b"].tests) == 3  # private tests as plain JSON
     assert problems["abc900_a"].func_name is None and problems["abc900_a"].kind == "stdin"
-    assert len(problems["1999_c"].tests) == 1  # no private tests
+    assert len(problems["1999_c"].tests) == 1 and not problems["1999_c"].private_tests
 
 
 @pytest.mark.parametrize(
@@ -54,8 +55,7 @@ def test_official_rows() -> None:
     [("lcb_v6", {"abc900_a", "3901"}), ("lcb_v5", {"abc901_b", "3902"})],
 )
 def test_date_windows(window: str, ids: set[str]) -> None:
-    start, end = WINDOWS[window]
-    assert {p.question_id for p in load_lcb_jsonl(OFFICIAL, start, end)} == ids
+    assert {p.question_id for p in load_lcb_jsonl(OFFICIAL, PROBLEM_SETS[window])} == ids
 
 
 def test_window_bounds_are_inclusive(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_window_bounds_are_inclusive(tmp_path: Path) -> None:
     rows[2]["contest_date"] = "2025-06-01T00:00:00"
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    got = {p.question_id for p in load_lcb_jsonl(path, *WINDOWS["lcb_v6"])}
+    got = {p.question_id for p in load_lcb_jsonl(path, PROBLEM_SETS["lcb_v6"])}
     assert got == {"abc900_a", "abc901_b"}
 
 

@@ -14,7 +14,7 @@ import pytest
 from ssd import sampling as engine_module
 from ssd.config import ConfigError
 from ssd.data.prompts import chat_messages
-from ssd.evaluation import WINDOWS, load_humaneval, load_lcb_offline
+from ssd.evaluation import PROBLEM_SETS, load_humaneval, load_lcb_offline
 from ssd.evaluation.benchmarks import load_check_script_problems
 from ssd.evaluation.prompts import eval_messages, prompt_style
 from ssd.evaluation.run import (
@@ -34,7 +34,7 @@ from tests.conftest import REPO, cli_error, compose
 FIXTURES = REPO / "tests" / "fixtures" / "lcb"
 SOLUTIONS = json.loads((FIXTURES / "solutions.json").read_text())
 OFFICIAL = ["eval=lcb_v6", f"eval.path={FIXTURES / 'official_sample.jsonl'}",
-            "eval.start_date=null", "eval.end_date=null", "logger=none", "progress=false"]
+            "eval.problem_set=null", "logger=none", "progress=false"]
 # The command on the shipped 8-problem slice, made fast: short samples, eager engine.
 TINY = ["model=tiny", "eval=lcb_sample", "engine.enforce_eager=true", "progress=false"]
 
@@ -66,10 +66,10 @@ def test_every_eval_preset_composes_and_validates(preset: str) -> None:
     check_eval(cfg)
 
 
-def test_official_presets_use_the_benchmark_windows() -> None:
-    for name in ("lcb_v5", "lcb_v6"):
+def test_official_presets_name_their_problem_sets() -> None:
+    for name in ("lcb_v5", "lcb_v6", "lcb_v6_delta"):
         e = compose("evaluate", [f"eval={name}"]).eval
-        assert (e.start_date, e.end_date) == WINDOWS[name]
+        assert e.problem_set == name and name in PROBLEM_SETS
 
 
 def test_run_directory_is_named_by_what_decides_the_results(tmp_path: Path) -> None:

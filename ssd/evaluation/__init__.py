@@ -5,7 +5,6 @@ benchmark loaders and the evaluator for library use.
 """
 
 from ssd.evaluation.benchmarks import (
-    WINDOWS,
     Problem,
     Test,
     check_script_to_functional,
@@ -18,13 +17,15 @@ from ssd.evaluation.benchmarks import (
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
 from ssd.evaluation.extraction import Extraction, extract_code
+from ssd.evaluation.problem_sets import PROBLEM_SETS, ProblemSet
 from ssd.evaluation.run import check_eval, evaluation_plan, run_evaluation
 
 __all__ = [
-    "WINDOWS",
+    "PROBLEM_SETS",
     "Evaluator",
     "Extraction",
     "Problem",
+    "ProblemSet",
     "Test",
     "Verdict",
     "check_eval",

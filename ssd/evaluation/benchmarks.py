@@ -23,11 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-# Inclusive contest-date windows of the benchmark versions this project reports.
-WINDOWS: dict[str, tuple[str, str]] = {
-    "lcb_v5": ("2024-08-01", "2025-01-31"),
-    "lcb_v6": ("2025-02-01", "2025-05-31"),
-}
+from ssd.evaluation.problem_sets import ProblemSet
+
 # The hub repository is cumulative: release_vN = test.jsonl + test2.jsonl + ... + testN.jsonl.
 HUB_REPO = "livecodebench/code_generation_lite"
 HUB_FILES = (
@@ -69,6 +66,14 @@ class Problem:
     prelude: bool = True  # run under LiveCodeBench's star-import prelude
     reference: str | None = field(default=None, compare=False)  # a known-correct program
     source: str = ""
+    # How many of `tests` (the first ones) are the row's public tests; None: no public/private
+    # split is known (offline sets: public tests only; check scripts). The ml_ssd grader
+    # profile runs the private tests alone.
+    public_tests: int | None = None
+
+    @property
+    def private_tests(self) -> list[Test]:
+        return [] if self.public_tests is None else self.tests[self.public_tests :]
 
     @property
     def kind(self) -> str:
@@ -91,6 +96,7 @@ class Problem:
                 self.code_prefix,
                 self.helpers,
                 self.prelude,
+                self.public_tests,
             ]
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -121,9 +127,8 @@ def parse_lcb_row(row: dict[str, Any]) -> Problem:
     metadata = row.get("metadata") or "{}"
     if isinstance(metadata, str):
         metadata = json.loads(metadata)
-    tests = decode_test_cases(row["public_test_cases"])
-    if row.get("private_test_cases"):
-        tests += decode_test_cases(row["private_test_cases"])
+    public = decode_test_cases(row["public_test_cases"])
+    private = decode_test_cases(row["private_test_cases"]) if row.get("private_test_cases") else []
     return Problem(
         question_id=str(row["question_id"]),
         title=row.get("question_title", ""),
@@ -132,54 +137,37 @@ def parse_lcb_row(row: dict[str, Any]) -> Problem:
         contest_date=row.get("contest_date"),
         difficulty=row.get("difficulty") or None,
         starter_code=row.get("starter_code") or "",
-        tests=tests,
+        tests=public + private,
         func_name=metadata.get("func_name"),
         source="lcb",
+        public_tests=len(public),
     )
 
 
-def in_window(problem: Problem, start: str | None, end: str | None) -> bool:
-    """Inclusive on calendar dates; undated problems are outside every bounded window."""
-    if start is None and end is None:
-        return True
-    if not problem.contest_date:
-        return False
-    day = problem.contest_date[:10]
-    return (start is None or day >= start) and (end is None or day <= end)
-
-
-def load_lcb_rows(
-    rows: Iterable[dict[str, Any]], start: str | None = None, end: str | None = None
-) -> list[Problem]:
+def load_lcb_rows(rows: Iterable[dict[str, Any]], problem_set: ProblemSet | None = None
+                  ) -> list[Problem]:
     problems = (parse_lcb_row(row) for row in rows)
-    return [p for p in problems if in_window(p, start, end)]
+    return [p for p in problems
+            if problem_set is None or problem_set.contains(p.question_id, p.contest_date)]
 
 
-def load_lcb_jsonl(
-    path: str | Path, start: str | None = None, end: str | None = None
-) -> list[Problem]:
+def load_lcb_jsonl(path: str | Path, problem_set: ProblemSet | None = None) -> list[Problem]:
     with open(path, encoding="utf-8") as f:
-        return load_lcb_rows((json.loads(line) for line in f if line.strip()), start, end)
+        return load_lcb_rows((json.loads(line) for line in f if line.strip()), problem_set)
 
 
-def load_lcb_hub(
-    window: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    files: Iterable[str] = HUB_FILES,
-) -> list[Problem]:
+def load_lcb_hub(problem_set: ProblemSet | None = None,
+                 files: Iterable[str] = HUB_FILES) -> list[Problem]:
     """Official `code_generation_lite` through HF `datasets` (needs network or a warm cache).
 
     The hub repository ships a loading script, which recent `datasets` no longer runs, so this
-    reads its JSONL files directly. Pass `files` to skip releases outside the window.
+    reads its JSONL files directly. Pass `files` to skip releases outside the set.
     """
     import datasets  # heavy; only for users with network access
 
-    if window is not None:
-        start, end = WINDOWS[window]
     urls = [f"hf://datasets/{HUB_REPO}/{name}" for name in files]
     rows = datasets.load_dataset("json", data_files={"test": urls}, split="test")
-    return load_lcb_rows(rows, start, end)
+    return load_lcb_rows(rows, problem_set)
 
 
 # -- offline LiveCodeBench sets (../shared/data/lcb) ------------------------------------------

