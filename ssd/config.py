@@ -183,3 +183,15 @@ def check_logger(cfg: DictConfig) -> None:
         require(cfg, "logger.wandb.project", lambda v: isinstance(v, str) and v != "",
                "a W&B project name")
     require(cfg, "logger.csv", lambda v: isinstance(v, bool), "true or false")
+
+
+def stats_options(cfg: DictConfig) -> dict[str, Any]:
+    """The stats group, checked: ``ssd.bootstrap.compare``'s and ``passk_intervals``' keyword
+    arguments (resamples, seed, resample_samples)."""
+    return {
+        "resamples": require(cfg, "stats.resamples", lambda v: is_int(v) and v >= 1,
+                             "an integer >= 1 (bootstrap replicates; 10000 for reports)"),
+        "seed": require(cfg, "stats.seed", is_int, "an integer"),
+        "resample_samples": require(cfg, "stats.resample_samples",
+                                    lambda v: isinstance(v, bool), "true or false"),
+    }

@@ -50,6 +50,7 @@ from ssd.evaluation.benchmarks import (
 )
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
+from ssd.evaluation.graders import PROFILES, GraderProfile
 from ssd.evaluation.problem_sets import (
     PROBLEM_SETS,
     RELEASES,
@@ -84,7 +85,7 @@ RESULT_FORMAT = 2  # 2: the content-identity rule (model weights and benchmark f
 # The values that decide a run's samples and verdicts (its identity, with the benchmark file's
 # digest). Not eval.ks (metrics are recomputed from results.jsonl), eval.workers, logger, progress.
 EVAL_KEYS = ["eval.name", "eval.format", "eval.problem_set", "eval.start_date", "eval.end_date",
-             "eval.releases", "eval.limit", "eval.time_limit_s"]
+             "eval.releases", "eval.limit", "eval.time_limit_s", "eval.grader"]
 # ... and, when sampling, besides the model's weights.
 SAMPLE_KEYS = ["model.dtype", "model.thinking", "decoding", "truncation", "engine.max_model_len"]
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -120,6 +121,8 @@ def check_eval(cfg: DictConfig) -> None:
         require(cfg, "eval.ks", lambda v: min(v) <= n,
                 f"a list with at least one k <= eval.n={n}")
     require(cfg, "eval.time_limit_s", lambda v: is_number(v) and v > 0, "> 0 (seconds per test)")
+    require(cfg, "eval.grader", lambda v: v in PROFILES,
+            "one of " + ", ".join(PROFILES) + " (whose verdict semantics; see the README)")
     require(cfg, "eval.workers", lambda v: v is None or (is_int(v) and v >= 1),
             "an integer >= 1, or null for the CPUs available")
     require(cfg, "eval.completions", lambda v: v is None or (isinstance(v, str)
@@ -161,9 +164,15 @@ def resolve_problem_set(cfg: DictConfig) -> ProblemSet:
     return custom_problem_set(e.start_date, e.end_date, releases)
 
 
+def grader_profile(cfg: DictConfig) -> GraderProfile:
+    """The one place eval.grader is read (check_eval has passed)."""
+    return PROFILES[cfg.eval.grader]
+
+
 def validate(cfg: DictConfig) -> None:
     check_eval(cfg)
     checks.check_logger(cfg)
+    checks.stats_options(cfg)  # read by the sweep summary, after every job: checked up front
     if cfg.eval.completions is None:  # model and decoding only matter when sampling
         for check in (checks.check_model, checks.check_decoding, checks.check_truncation,
                       checks.check_engine):
@@ -505,8 +514,8 @@ def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, in
             return counts
         bar = tqdm(total=len(keys), initial=len(keys) - len(jobs), desc="samples",
                    unit="sample", disable=not cfg.progress, dynamic_ncols=True)
-        with Evaluator(workers=cfg.eval.workers,
-                       time_limit_s=float(cfg.eval.time_limit_s)) as evaluator:
+        with Evaluator(workers=cfg.eval.workers, time_limit_s=float(cfg.eval.time_limit_s),
+                       profile=grader_profile(cfg)) as evaluator:
             checker = _Checker(evaluator, writer, bar, stamp)
             try:
                 if completions is None:
@@ -548,11 +557,13 @@ def run_evaluation(cfg: DictConfig) -> Path:
                           f"samples a problem has in eval.completions={cfg.eval.completions}")
     what = f"{cfg.decoding.n} samples" if sampled else "the given completions"
     print(f"evaluate: {len(problems)} problems x {what} ({cfg.eval.name}; "
-          f"{describe_set(problem_set)}) -> {out}")
+          f"{describe_set(problem_set)}; grader {cfg.eval.grader}) -> {out}")
 
     plan.claim()
     started = time.perf_counter()
-    stamp = {"problem_set": problem_set["name"], "problem_set_digest": problem_set["id_digest"]}
+    profile = grader_profile(cfg)
+    stamp = {"problem_set": problem_set["name"], "problem_set_digest": problem_set["id_digest"],
+             "grader": profile.name}
     counts = produce_results(cfg, out, keys, completions, identity, stamp)
     counts["seconds"] = round(time.perf_counter() - started, 3)
 
@@ -574,6 +585,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
         "truncation": resolved["truncation"] if sampled else None,
         "eval": {**resolved["eval"], "ks": ks},
         "problem_set": problem_set,
+        "grader": {"name": profile.name, "summary": profile.summary},
         "prompt_version": PROMPT_VERSION,
         "engine_starts": engine_module.engine_starts,
         "counts": dict(counts),

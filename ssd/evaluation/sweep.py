@@ -5,8 +5,10 @@ summary needs nothing but the sweep directory, whichever launcher ran the jobs (
 this process, or submitit on other machines). ``SweepSummary`` is the Hydra callback
 (``hydra.callbacks`` in conf/evaluate.yaml) that writes, into the sweep directory:
 
-    summary.md         the table (markdown), one row per job, sorted by the swept values and T
-    summary.json       the same rows, plus the best pass@1
+    summary.md         the table (markdown), one row per job, sorted by the swept values and T,
+                       each pass@k with its bootstrap interval; when the sweep holds several
+                       models, each one's paired comparison with the first (``ssd.bootstrap``)
+    summary.json       the same rows, plus the best pass@1 and the comparisons
     pass_at_k_vs_T.png pass@k against T: one panel per k, overall and per difficulty, one curve
                        per combination of the other swept values (e.g. per model)
 
@@ -23,12 +25,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ssd.passk import UNLABELED
+from ssd.bootstrap import (
+    Interval,
+    compare,
+    comparison_note,
+    comparison_table,
+    passk_intervals,
+    problem_results,
+)
+from ssd.config import stats_options
+from ssd.passk import UNLABELED, ProblemResult
 from ssd.plotting import pyplot, save_figure
+from ssd.records import read_records
 
 PLOT_NAME = "pass_at_k_vs_T.png"
 # Overrides already shown as their own columns.
 SHOWN_KEYS = {"decoding.T", "truncation.top_k", "truncation.top_p", "eval.n"}
+# Overrides that choose the model: jobs that differ only in these are paired for a comparison.
+MODEL_KEYS = {"model", "model.path", "model.name", "eval.completions"}
 
 
 def _job_order(path: Path) -> tuple[Any, ...]:
@@ -69,24 +83,54 @@ def difficulties(records: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(names, key=lambda d: (order.get(d, 3), d))
 
 
-def sweep_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The table: its columns and one row per job, sorted by the other swept values, then T."""
+def ci_column(k: int) -> str:
+    return f"pass@{k} 95% CI"
+
+
+def job_results(record: dict[str, Any]) -> list[ProblemResult] | None:
+    """The job's per-problem (n, c), from its run directory's results.jsonl; None without one."""
+    run_dir = record.get("run_dir")
+    path = Path(run_dir) / "results.jsonl" if run_dir else None
+    if path is None or not path.is_file():
+        return None
+    return problem_results(read_records(path))
+
+
+def model_label(record: dict[str, Any]) -> str:
+    """Which model a job evaluated: its model path, or the completions file it scored."""
+    if record.get("model"):
+        return str(record["model"])
+    return f"completions {record.get('eval', {}).get('completions')}"
+
+
+def sweep_rows(records: Sequence[dict[str, Any]],
+               intervals: Sequence[dict[int, Interval] | None] | None = None
+               ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The table: its columns and one row per job, sorted by the other swept values, then T.
+    ``intervals`` (per record, overall pass@k intervals by k) adds a CI column per k, unless no
+    job has them (no results.jsonl found)."""
+    if intervals is not None and all(found is None for found in intervals):
+        intervals = None
     swept = [k for k in varying_keys(records) if k not in SHOWN_KEYS]
     ks = sorted({k for r in records for k in r.get("ks", [])})
     levels = difficulties(records)
     columns = ["job", *swept, "T", "top_k", "top_p", "n"]
-    columns += [f"pass@{k}" for k in ks]
+    for k in ks:
+        columns += [f"pass@{k}", *([ci_column(k)] if intervals is not None else [])]
     columns += [f"pass@{k}/{d}" for k in ks for d in levels]
     columns += ["problems", "samples", "engine_starts"]
     rows = []
-    for record in records:
+    for index, record in enumerate(records):
         overrides = _override_values(record)
         truncation = record.get("truncation") or {}
         row: dict[str, Any] = {"job": record["job"], **{k: overrides.get(k) for k in swept},
                                "T": record.get("t_eval"), "top_k": truncation.get("top_k"),
                                "top_p": truncation.get("top_p"), "n": record.get("n")}
+        own = intervals[index] if intervals is not None else None
         for k in ks:
             row[f"pass@{k}"] = record.get(f"pass@{k}")
+            if own is not None and k in own:
+                row[ci_column(k)] = [own[k].low, own[k].high]
             for d in levels:
                 row[f"pass@{k}/{d}"] = record.get("per_difficulty", {}).get(d, {}).get(
                     f"pass@{k}")
@@ -103,6 +147,8 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list):  # an interval
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
 
 
@@ -158,22 +204,83 @@ def plot_sweep(records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
     return True
 
 
-def write_sweep_summary(sweep_dir: Path) -> dict[str, Any] | None:
-    """Write summary.md, summary.json and the plot into ``sweep_dir``; None if no job finished."""
+def paired_jobs(records: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(reference, other) record positions to compare: the sweep's first model (in job order) is
+    the reference; each job of another model is paired with the reference's job whose other
+    override values are the same (e.g. the same T). Empty when the sweep holds one model."""
+    models = list(dict.fromkeys(model_label(r) for r in records))
+    if len(models) < 2:
+        return []
+
+    def setting(record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((k, v) for k, v in _override_values(record).items()
+                            if k not in MODEL_KEYS))
+
+    reference = {setting(r): i for i, r in enumerate(records) if model_label(r) == models[0]}
+    return [(reference[setting(r)], i) for i, r in enumerate(records)
+            if model_label(r) != models[0] and setting(r) in reference]
+
+
+def sweep_comparisons(records: Sequence[dict[str, Any]],
+                      results: Sequence[list[ProblemResult] | None], stats: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+    """The paired bootstrap of every (reference, other) pair of jobs (``paired_jobs``) whose
+    results.jsonl files are both there."""
+    found = []
+    for a, b in paired_jobs(records):
+        if results[a] is None or results[b] is None:
+            continue
+        ks = sorted(set(records[a].get("ks", [])) & set(records[b].get("ks", [])))
+        comparison = compare(results[a], results[b], ks=ks, label_a=model_label(records[a]),
+                             label_b=model_label(records[b]), **stats)
+        found.append({"reference_job": records[a]["job"], "job": records[b]["job"],
+                      "comparison": comparison})
+    return found
+
+
+def comparison_markdown(found: Sequence[dict[str, Any]]) -> str:
+    """One section per compared pair: the table of ``ssd.bootstrap.comparison_table``."""
+    if not found:
+        return ""
+    lines = ["", "## Paired comparisons with the sweep's first model", ""]
+    for item in found:
+        comparison = item["comparison"]
+        header, rows = comparison_table(comparison)
+        lines += [f"### job {item['job']} against job {item['reference_job']}", "",
+                  markdown_table(header, [dict(zip(header, row, strict=True)) for row in rows]),
+                  comparison_note(comparison), ""]
+    return "\n".join(lines)
+
+
+def write_sweep_summary(sweep_dir: Path, stats: dict[str, Any] | None = None
+                        ) -> dict[str, Any] | None:
+    """Write summary.md, summary.json and the plot into ``sweep_dir``; None if no job finished.
+    ``stats`` (``ssd.config.stats_options``; default: the bootstrap's defaults) sets the
+    intervals' resamples and seed."""
     records = read_job_metrics(sweep_dir)
     if not records:
         print(f"evaluate sweep: no metrics.json under {sweep_dir}; no summary")
         return None
-    columns, rows = sweep_rows(records)
+    stats = stats or {}
+    results = [job_results(r) for r in records]
+    intervals = [passk_intervals(found, ks=r.get("ks", []), **stats)["overall"]
+                 if found else None for r, found in zip(records, results, strict=True)]
+    columns, rows = sweep_rows(records, intervals)
     table = markdown_table(columns, rows)
     best = best_row(rows)
     plotted = plot_sweep(records, rows, sweep_dir / PLOT_NAME)
+    comparisons = sweep_comparisons(records, results, stats)
     header = f"# evaluate sweep: {len(rows)} jobs\n\n"
     footer = (f"\nbest pass@1: {_cell(best['pass@1'])} (job {best['job']}, T={_cell(best['T'])})\n"
               if best else "")
-    (sweep_dir / "summary.md").write_text(header + table + footer)
+    footer += ("\nIntervals: bootstrap over each job's problems (ssd/bootstrap.py).\n"
+               if any(found is not None for found in results) else "")
+    (sweep_dir / "summary.md").write_text(header + table + footer
+                                          + comparison_markdown(comparisons))
     summary = {"sweep_dir": str(sweep_dir), "columns": columns, "rows": rows, "best": best,
-               "plot": PLOT_NAME if plotted else None}
+               "plot": PLOT_NAME if plotted else None,
+               "comparisons": [{**item, "comparison": item["comparison"].to_dict()}
+                               for item in comparisons]}
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(table + footer + f"evaluate sweep: summary in {sweep_dir}")
     return summary
@@ -183,4 +290,4 @@ class SweepSummary(Callback):
     """Hydra callback: the sweep's table and plot once every job has returned."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_sweep_summary(Path(str(config.hydra.sweep.dir)))
+        write_sweep_summary(Path(str(config.hydra.sweep.dir)), stats_options(config))

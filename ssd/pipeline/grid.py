@@ -74,6 +74,7 @@ def check_grid(cfg: DictConfig) -> None:
         require(cfg, f"{stage}.overrides", string_list,
                 "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
     checks.check_logger(cfg)
+    checks.stats_options(cfg)  # read by the grid report, after every cell
     require(cfg, "lock.stale_after_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
     require(cfg, "lock.heartbeat_s", lambda v: is_number(v) and 0 < v < cfg.lock.stale_after_s,
             "> 0 and < lock.stale_after_s (a live lock would look stale)")
@@ -143,10 +144,14 @@ def evaluate_overrides(cfg: DictConfig, choices: Sequence[str], model: Path | No
 
 # -- one cell ------------------------------------------------------------------------------------
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """What the grid reads from an evaluate.py metrics.json."""
+    """What the grid reads from an evaluate.py metrics.json. The run directory made absolute
+    (evaluate.py ran in this process's working directory): the grid report reads its
+    results.jsonl for the bootstrap, from wherever the report is written."""
+    run_dir = record.get("run_dir")
     return {"ks": record["ks"], "overall": record["overall"],
             "per_difficulty": record["per_difficulty"], "problems": record["problems"],
-            "samples": record["samples"], "run_dir": record.get("run_dir")}
+            "samples": record["samples"],
+            "run_dir": str(Path(run_dir).resolve()) if run_dir else None}
 
 
 def job_dir() -> Path:

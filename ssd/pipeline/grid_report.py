@@ -2,7 +2,9 @@
 
 ``GridReport`` is the Hydra callback (``hydra.callbacks`` in conf/pipeline.yaml) that runs once a
 pipeline.py multirun has ended; ``write_grid_report(sweep_dir)`` does the work from the jobs'
-``cell.json`` files alone, so it also runs after a SLURM array (or by hand on a partial sweep).
+``cell.json`` files (and the results.jsonl of the evaluations they name, for the bootstrap
+intervals and the paired base-vs-SSD comparisons of ``ssd.bootstrap``), so it also runs after a
+SLURM array (or by hand on a partial sweep).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ssd.analysis import ResultRecord, fit_groups, plot_teff, summary_rows
-from ssd.passk import UNLABELED
+from ssd.bootstrap import (
+    Comparison,
+    compare,
+    comparison_note,
+    comparison_table,
+    passk_intervals,
+    problem_results,
+)
+from ssd.passk import UNLABELED, ProblemResult
 from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent, table
 from ssd.plotting import pyplot, save_figure
@@ -25,6 +35,8 @@ from ssd.plotting import pyplot, save_figure
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
 TEFF_PNG = "teff.png"
+# Per-problem outcomes of the grid's evaluations, by evaluate run directory.
+Results = Mapping[str, Sequence[ProblemResult]]
 
 
 def read_cells(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -54,8 +66,10 @@ def grid_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "truncation": cell["truncation"], "t_train": cell["t_train"],
                 "checkpoint": e["checkpoint"], "step": e["step"], "t_eval": cell["t_eval"],
                 "t_eff": cell["t_train"] * cell["t_eval"],
+                "eval_truncation": cell.get("eval_truncation"),
                 "pass@1": _pass(e["overall"], 1), "pass@5": _pass(e["overall"], 5),
                 "per_difficulty": {d: _pass(b, 1) for d, b in e["per_difficulty"].items()},
+                "run_dir": e.get("run_dir"),
             }
     return [rows[k] for k in sorted(rows)]
 
@@ -79,7 +93,8 @@ def base_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             key = (cell["t_eval"], cell["eval_truncation"])
             rows[key] = {"t_eval": cell["t_eval"], "truncation": cell["eval_truncation"],
                          "pass@1": _pass(cell["base"]["overall"], 1),
-                         "pass@5": _pass(cell["base"]["overall"], 5)}
+                         "pass@5": _pass(cell["base"]["overall"], 5),
+                         "run_dir": cell["base"].get("run_dir")}
     return [rows[k] for k in sorted(rows)]
 
 
@@ -110,11 +125,81 @@ def training_set_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rows[key] for key in sorted(rows)]
 
 
-def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The markdown and the JSON summary of a grid's cells."""
+def read_results(rows: Sequence[dict[str, Any]]) -> dict[str, list[ProblemResult]]:
+    """The per-problem outcomes of every row's evaluation whose results.jsonl is there."""
+    from ssd.records import read_records
+
+    found = {}
+    for row in rows:
+        run_dir = row.get("run_dir")
+        if run_dir and run_dir not in found and (Path(run_dir) / "results.jsonl").is_file():
+            found[run_dir] = problem_results(read_records(Path(run_dir) / "results.jsonl"))
+    return found
+
+
+def add_intervals(rows: Sequence[dict[str, Any]], results: Results, stats: dict[str, Any]
+                  ) -> None:
+    """Each row's overall pass@1 and pass@5 intervals (``pass@k_ci``: [low, high]), where its
+    results are known."""
+    for row in rows:
+        found = results.get(row.get("run_dir") or "")
+        if found:
+            overall = passk_intervals(found, ks=(1, 5), **stats)["overall"]
+            for k, interval in overall.items():
+                row[f"pass@{k}_ci"] = [interval.low, interval.high]
+
+
+def base_comparison(ssd: dict[str, Any] | None, base: dict[str, Any] | None, results: Results,
+                    stats: dict[str, Any]) -> Comparison | None:
+    """The paired bootstrap of an SSD row against a base row; None without both results."""
+    if ssd is None or base is None:
+        return None
+    a, b = results.get(base.get("run_dir") or ""), results.get(ssd.get("run_dir") or "")
+    if not a or not b:
+        return None
+    return compare(a, b, label_a="base", label_b="SSD", **stats)
+
+
+def same_decoding_comparisons(best_rows: Sequence[dict[str, Any]],
+                              bases: Sequence[dict[str, Any]], results: Results,
+                              stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each trained model's best checkpoint against the base model at the same T_eval and
+    evaluation truncation: (row, comparison) pairs."""
+    by_decoding = {(b["t_eval"], b["truncation"]): b for b in bases}
+    found = []
+    for row in best_rows:
+        comparison = base_comparison(row, by_decoding.get((row["t_eval"],
+                                                          row.get("eval_truncation"))),
+                                     results, stats)
+        if comparison is not None:
+            found.append({"row": row, "comparison": comparison})
+    return found
+
+
+def _difference(comparison: Comparison, k: int) -> str:
+    d = comparison.scopes["overall"].get(k)
+    if d is None:
+        return "–"
+    e = d.difference
+    return f"{100 * e.estimate:+.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}] (p {d.p_value:.2g})"
+
+
+def _interval_cell(row: dict[str, Any], k: int) -> str:
+    ci = row.get(f"pass@{k}_ci")
+    return "–" if ci is None else f"[{percent(ci[0])}, {percent(ci[1])}]"
+
+
+def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None = None,
+                      stats: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The markdown and the JSON summary of a grid's cells. ``results`` (per evaluate run
+    directory, ``read_results``) adds bootstrap intervals and the paired comparisons with the
+    base model, made with ``stats`` (``ssd.config.stats_options``; default: the bootstrap's)."""
+    results = results or {}
+    stats = stats or {}
     rows = grid_rows(cells)
     best_rows = best_over_checkpoints(rows)
     bases = base_rows(cells)
+    add_intervals([*rows, *bases], results, stats)
     fits = fit_groups(teff_records(best_rows))
     fit_table = summary_rows(fits)
     best, base_best = _best(best_rows), _best(bases)
@@ -138,6 +223,24 @@ def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, A
                      f"({base_best['truncation']} truncation).")
     if best is not None and base_best is not None:
         lines.append(f"- Change: {100 * (best['pass@1'] - base_best['pass@1']):+.1f} points.")
+    headline = base_comparison(best, base_best, results, stats)
+    if headline is not None:
+        header, table_rows = comparison_table(headline)
+        lines += ["", table(header, table_rows), "",
+                  comparison_note(headline) + " Both settings were picked as the grid's best "
+                  "after looking at every cell, so the interval is optimistic about the gap.",
+                  ""]
+    at_t_eval = same_decoding_comparisons(best_rows, bases, results, stats)
+    if at_t_eval:
+        lines += ["", "## Each trained model against the base model at the same T_eval", "",
+                  "Best checkpoint per cell; SSD - base in points, paired bootstrap over "
+                  "problems (95% interval, p).", "",
+                  table(["T_train", "truncation", "checkpoint", "T_eval", "pass@1 change",
+                         "pass@5 change"],
+                        [[f"{c['row']['t_train']:g}", c["row"]["truncation"],
+                          c["row"]["checkpoint"], f"{c['row']['t_eval']:g}",
+                          _difference(c["comparison"], 1), _difference(c["comparison"], 5)]
+                         for c in at_t_eval])]
     lines += ["", "## pass@1 against T_eff (best checkpoint per cell)", "",
               f"![pass@1 against T_eff]({TEFF_PNG})", "",
               table(["truncation", "points", "R²", "shape", "peak T_eff", "peak pass@1"],
@@ -147,11 +250,12 @@ def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, A
         lines += [f"![pass@1 over T_train x T_eval, {truncation}]"
                   f"({heatmap_name(truncation)})", ""]
     header = ["T_train", "truncation", "checkpoint", "T_eval", "T_eff", "pass@1", "pass@5",
-              *[f"pass@1/{d}" for d in levels]]
+              *[f"pass@1/{d}" for d in levels], "pass@1 95% CI", "pass@5 95% CI"]
     lines += ["## Every evaluation", "", table(header, [
         [f"{r['t_train']:g}", r["truncation"], r["checkpoint"], f"{r['t_eval']:g}",
          f"{r['t_eff']:.3g}", percent(r["pass@1"]), percent(r["pass@5"]),
-         *[percent(r["per_difficulty"].get(d, math.nan)) for d in levels]] for r in rows])]
+         *[percent(r["per_difficulty"].get(d, math.nan)) for d in levels],
+         _interval_cell(r, 1), _interval_cell(r, 5)] for r in rows])]
     trained = training_set_rows(cells)
     if trained:
         lines += ["", "## Training sets", "", table(
@@ -161,11 +265,18 @@ def build_grid_report(cells: Sequence[dict[str, Any]]) -> tuple[str, dict[str, A
               t.get("open"), t.get("tokens")] for t in trained])]
     if bases:
         lines += ["", "## Base model (decode only)", "", table(
-            ["T_eval", "truncation", "pass@1", "pass@5"],
-            [[f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]), percent(b["pass@5"])]
-             for b in bases])]
+            ["T_eval", "truncation", "pass@1", "pass@5", "pass@1 95% CI", "pass@5 95% CI"],
+            [[f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]), percent(b["pass@5"]),
+              _interval_cell(b, 1), _interval_cell(b, 5)] for b in bases])]
     summary = {"rows": rows, "best_per_cell": best_rows, "base": bases, "fits": fit_table,
-               "best": best, "base_best": base_best, "training_sets": trained}
+               "best": best, "base_best": base_best, "training_sets": trained,
+               "comparison": headline.to_dict() if headline is not None else None,
+               "comparison_table": dict(zip(("columns", "rows"), comparison_table(headline),
+                                            strict=True)) if headline is not None else None,
+               "comparisons_at_t_eval": [
+                   {key: c["row"][key] for key in ("t_train", "truncation", "checkpoint",
+                                                   "t_eval")}
+                   | {"comparison": c["comparison"].to_dict()} for c in at_t_eval]}
     return "\n".join(lines) + "\n", summary
 
 
@@ -203,6 +314,7 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path
 def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path | None:
     """grid.md, grid.json, teff.png and the heat maps in ``sweep_dir``; W&B when ``config``
     has a logger. None when no job has finished."""
+    from ssd.config import stats_options
     from ssd.records import write_json_atomic
     from ssd.tracking import group_of, log_wandb
 
@@ -210,7 +322,10 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
     if not cells:
         print(f"pipeline report: no finished cell in {sweep_dir}")
         return None
-    markdown, summary = build_grid_report(cells)
+    stats = (stats_options(config) if config is not None and config.get("stats") is not None
+             else {})
+    markdown, summary = build_grid_report(cells, read_results([*grid_rows(cells),
+                                                               *base_rows(cells)]), stats)
     best_rows = summary["best_per_cell"]
     base_best = summary["base_best"]
     records = teff_records(best_rows)
@@ -232,11 +347,20 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
             metrics["grid/best_pass@1"] = best["pass@1"]
         if base_best is not None:
             metrics["grid/base_best_pass@1"] = base_best["pass@1"]
+        tables = {"grid/table": (columns, [[r[c] for c in columns] for r in summary["rows"]])}
+        if summary["comparison"] is not None:
+            # The best cell against the base model's best: the difference, interval, p-value.
+            for name, d in summary["comparison"]["scopes"]["overall"].items():
+                prefix = f"grid/ssd_minus_base/{name}"
+                metrics.update({prefix: d["difference"]["estimate"],
+                                f"{prefix}/low": d["difference"]["low"],
+                                f"{prefix}/high": d["difference"]["high"],
+                                f"{prefix}/p": d["p_value"]})
+            tables["grid/comparison"] = (summary["comparison_table"]["columns"],
+                                         summary["comparison_table"]["rows"])
         group = group_of(sweep_dir)
         log_wandb(config, sweep_dir, stage="grid", run_id=f"grid-{group}", metrics=metrics,
-                  tables={"grid/table": (columns, [[r[c] for c in columns]
-                                                   for r in summary["rows"]])},
-                  name=f"grid {group}", group=group)
+                  tables=tables, name=f"grid {group}", group=group)
     print(f"pipeline report: {len(summary['rows'])} evaluations -> {sweep_dir / GRID_MD}")
     return sweep_dir / GRID_MD
 
