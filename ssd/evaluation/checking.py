@@ -15,6 +15,10 @@ returned, and decide here, in the trusted process.
 * check scripts (HumanEval `check(candidate)`, LeetCode `check(Solution().f)`): the trusted test
   code runs here, in the evaluator, against a proxy `candidate` that forwards each call to the
   sandbox. The candidate never sees the assertions or the expected values.
+
+The grader profiles `lcb` and `ml_ssd` (graders.py) swap the call-based rules for the reference
+graders' (`CallRules`) and may drop the per-test limit (`Clock`); the comparisons still run here,
+on decoded plain values.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -37,7 +42,8 @@ class Verdict:
     """Outcome of one program on one problem.
 
     reason: None when passed, else one of 'wrong_answer', 'timeout', 'runtime_error', 'memory',
-    'output_limit', 'compile_error', 'no_code', 'sandbox_error'.
+    'output_limit', 'compile_error', 'no_code', 'sandbox_error', 'no_private_tests' (grader
+    profile ml_ssd).
     """
 
     passed: bool
@@ -78,9 +84,19 @@ def stdout_matches(expected: str, actual: str) -> bool:
     return True
 
 
+def _int_of_any_length(digits: str) -> int:
+    # int() of a decimal string is refused past 4300 digits (Python's default); Decimal is not.
+    return int(digits) if len(digits) < 4000 else int(Decimal(digits))
+
+
+def parse_json(text: str) -> Any:
+    """JSON, with integers of any length (LiveCodeBench raises the digit limit to 50,000)."""
+    return json.loads(text, parse_int=_int_of_any_length)
+
+
 def parse_call_input(text: str) -> list[Any]:
     """LCB functional input: one JSON value per line, one line per positional argument."""
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
+    return [parse_json(line) for line in text.split("\n") if line.strip()]
 
 
 class _NotJson(Exception):
@@ -107,27 +123,131 @@ def call_result_matches(expected: Any, result: Any) -> bool:
         return False
 
 
+# -- the reference graders' call-based rules (grader profiles) -------------------------------------
+def parse_call_input_lcb(text: str) -> list[Any]:
+    """LiveCodeBench: every line of the input is one JSON argument (a blank line is an error)."""
+    return [parse_json(line) for line in text.split("\n")]
+
+
+def call_result_equals(expected: Any, result: Any) -> bool:
+    """LiveCodeBench: a top-level tuple becomes a list, then Python's ``==`` (2.0 == 2, dict order
+    ignored, a nested tuple never equals a list). ``result`` is a decoded plain value, so the
+    ``==`` that runs is a builtin's, never the candidate's."""
+    if type(result) is tuple:
+        result = list(result)
+    return bool(result == expected)
+
+
+def _literal(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+def parse_call_input_ml_ssd(text: str) -> list[Any]:
+    """The paper evaluator's argument parser: an input containing "=" is read as comma-separated
+    ``name = value`` pairs (values int, float or the text without double quotes; anything else
+    raises); otherwise each non-blank line is an argument: a double-quoted line without its
+    quotes (no JSON unescaping), a bracketed line as JSON, else int, float or the raw text (so
+    ``true``, ``null`` and JSON objects arrive as strings)."""
+    args: list[Any] = []
+    if "=" in text:
+        for part in text.split(","):
+            _name, value = (piece.strip() for piece in part.split("="))
+            number = _literal(value)
+            args.append(value.strip('"') if number is None else number)
+        return args
+    for line in (raw.strip() for raw in text.split("\n")):
+        if not line:
+            continue
+        if line.startswith('"') and line.endswith('"'):
+            args.append(line.strip('"'))
+        elif line.startswith("[") and line.endswith("]"):
+            args.append(json.loads(line))
+        else:
+            number = _literal(line)
+            args.append(line if number is None else number)
+    return args
+
+
+def parse_expected_ml_ssd(text: str) -> Any:
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        return stripped
+
+
+# Python's default int->str digit limit, which the paper evaluator's process keeps.
+DEFAULT_INT_DIGITS = 4300
+
+
+def _has_long_int(value: Any, digits: int) -> bool:
+    if type(value) is int:
+        return abs(value) >= 10**digits
+    if type(value) in (list, tuple, set, frozenset):
+        return any(_has_long_int(v, digits) for v in value)
+    if type(value) is dict:
+        return any(_has_long_int(k, digits) or _has_long_int(v, digits) for k, v in value.items())
+    return False
+
+
+def call_result_str_matches(expected: Any, result: Any) -> bool:
+    """The paper evaluator: ``str()`` of both sides (a top-level tuple first becomes a list), then
+    the stdout rule (`stdout_matches`): "6" matches 6, 2.0 matches 2, but [2.0] not [2],
+    True not 1, and dict order matters. An int past the default digit limit makes ``str()``
+    raise there: a failed test."""
+    if type(result) is tuple:
+        result = list(result)
+    if _has_long_int(result, DEFAULT_INT_DIGITS) or _has_long_int(expected, DEFAULT_INT_DIGITS):
+        return False
+    got = result if type(result) is str else str(result)
+    want = expected if type(expected) is str else str(expected)
+    return stdout_matches(want, got)
+
+
+@dataclass(frozen=True)
+class CallRules:
+    """How a call-based test's input becomes arguments, its output the expected value, and when
+    a (decoded) result matches it."""
+
+    parse_args: Callable[[str], list[Any]]
+    parse_expected: Callable[[str], Any]
+    matches: Callable[[Any, Any], bool]
+
+
+PROJECT_CALL_RULES = CallRules(parse_call_input, parse_json, call_result_matches)
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "..."
 
 
 # -- drivers ----------------------------------------------------------------------------------
 class Clock:
-    def __init__(self, time_limit_s: float, grace_s: float, budget_s: float) -> None:
+    """The per-test limit and the whole-suite budget. Without ``per_test`` (the paper evaluator)
+    only the budget binds: one slow test passes while the suite fits."""
+
+    def __init__(self, time_limit_s: float, grace_s: float, budget_s: float,
+                 per_test: bool = True) -> None:
         self.time_limit_s = time_limit_s
         self.grace_s = grace_s
         self.budget_end = time.monotonic() + budget_s
+        self.per_test = per_test
 
     def timeout(self) -> float:
         """Seconds allowed for the next request: one test's limit, capped by the budget."""
         remaining = self.budget_end - time.monotonic()
         if remaining <= 0:
             raise SandboxFailure("timeout", "problem time budget exhausted")
-        return min(self.time_limit_s + self.grace_s, remaining)
+        return min(self.time_limit_s + self.grace_s, remaining) if self.per_test else remaining
 
     def over(self, reply: dict[str, Any]) -> bool:
         dt = reply.get("dt")
-        return isinstance(dt, int | float) and dt > self.time_limit_s
+        return self.per_test and isinstance(dt, int | float) and dt > self.time_limit_s
 
 
 def _failure(reply: dict[str, Any], passed: int, total: int, where: str) -> Verdict:
@@ -194,18 +314,23 @@ class _Abort(BaseException):
         self.failure = failure
 
 
-def run_call_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict:
+def run_call_tests(channel: Channel, tests: list[Any], clock: Clock,
+                   rules: CallRules = PROJECT_CALL_RULES) -> Verdict:
     total = len(tests)
     if (early := _await_ready(channel, clock, total)) is not None:
         return early
     for i, test in enumerate(tests):
         try:
-            result = _call(channel, clock, parse_call_input(test.input), {})
+            args, expected = rules.parse_args(test.input), rules.parse_expected(test.output)
+        except ValueError as exc:  # the grader's parser refuses the test: the test fails
+            return Verdict(False, "wrong_answer", _clip(f"test {i}: unparsable: {exc}"), i, total)
+        try:
+            result = _call(channel, clock, args, {})
         except _CallFailed as failed:
             return _failure(failed.reply, i, total, f"test {i}")
         except SandboxFailure as failure:
             raise failure.at(i) from None
-        if not call_result_matches(json.loads(test.output), result):
+        if not rules.matches(expected, result):
             detail = f"test {i}: expected {test.output}, got {result!r}"
             return Verdict(False, "wrong_answer", _clip(detail), i, total)
     return Verdict(True, None, "", total, total)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ssd.evaluation.benchmarks import Problem
+from ssd.evaluation.benchmarks import Problem, Test
 from ssd.evaluation.checking import (
     Clock,
     Verdict,
@@ -27,7 +27,7 @@ from ssd.evaluation.checking import (
     run_check_script,
     run_stdin_tests,
 )
-from ssd.evaluation.extraction import extract_code
+from ssd.evaluation.graders import PROFILES, GraderProfile
 from ssd.sandbox import Limits, Sandbox, SandboxError, SandboxFailure, SandboxInfo
 
 
@@ -44,6 +44,7 @@ class Evaluator:
         interpreter: str | None = None,
         uid_base: int = 62000,
         namespaces: bool = True,
+        profile: GraderProfile = PROFILES["default"],
     ) -> None:
         """
         workers: parallel sandbox slots (default: the CPUs this process may use).
@@ -56,6 +57,8 @@ class Evaluator:
         interpreter: Python running the programs (default: this one, `sys.executable`).
         uid_base: first uid of the sandbox uid pool (used when running as root).
         namespaces: use mount/network/IPC namespaces where the platform allows.
+        profile: whose verdict semantics (graders.py): extraction, which tests, time limits,
+            call-based rules, the program's prelude and input/output emulation.
         """
         self.workers = workers or len(os.sched_getaffinity(0))
         self.limits = Limits(
@@ -65,23 +68,32 @@ class Evaluator:
             max_processes=max_processes,
         )
         self.problem_budget_s = problem_budget_s
+        self.profile = profile
         self.use_cache = cache
         self._cache: dict[str, Verdict] = {}
         self._cache_lock = threading.Lock()
-        self.sandbox = Sandbox(self.workers, interpreter, uid_base, namespaces=namespaces)
+        self.sandbox = Sandbox(self.workers, interpreter, uid_base, namespaces=namespaces,
+                               preload=profile.preload)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ssd-eval")
 
     @property
     def info(self) -> SandboxInfo:
         return self.sandbox.info
 
+    def tests(self, problem: Problem) -> list[Test]:
+        """The tests the profile runs (ml_ssd: the private ones alone)."""
+        if self.profile.private_tests_only and problem.kind != "check":
+            return problem.private_tests
+        return problem.tests
+
     def budget_s(self, problem: Problem) -> float:
         if self.problem_budget_s is not None:
             return self.problem_budget_s
-        return (self.limits.time_limit_s + 1) * max(1, len(problem.tests)) + 5
+        return (self.limits.time_limit_s + 1) * max(1, len(self.tests(problem))) + 5
 
     def cache_key(self, problem: Problem, code: str) -> str:
-        payload = json.dumps([problem.fingerprint, code, repr(self.limits), self.budget_s(problem)])
+        payload = json.dumps([problem.fingerprint, code, repr(self.limits), self.budget_s(problem),
+                              self.profile.name])
         return hashlib.sha256(payload.encode()).hexdigest()
 
     # -- public API ---------------------------------------------------------------------------
@@ -89,8 +101,8 @@ class Evaluator:
         return self.check_many([(problem, code)])[0]
 
     def check_response(self, problem: Problem, response: str) -> Verdict:
-        """Extract the program from a model response (see `extraction.py`), then check it."""
-        extracted = extract_code(response)
+        """Extract the program from a model response (the profile's rule), then check it."""
+        extracted = self.profile.extract(response)
         if extracted.code is None:
             return Verdict(False, "no_code", extracted.reason or "", 0, len(problem.tests))
         return self.check(problem, extracted.code)
@@ -143,6 +155,8 @@ class Evaluator:
             job.update(kind="call", code=code, entry=problem.func_name, entry_mode="method")
         else:
             job.update(kind="stdin", code=code, entry=None, entry_mode="expr")
+        if problem.kind != "check":
+            job.update(self.profile.job_settings())
         return job
 
     def _run(self, problem: Problem, code: str) -> Verdict:
@@ -156,18 +170,22 @@ class Evaluator:
 
     def _run_once(self, problem: Problem, code: str) -> Verdict:
         budget = self.budget_s(problem)
-        total = len(problem.tests) if problem.kind != "check" else 1
+        tests = self.tests(problem)
+        total = len(tests) if problem.kind != "check" else 1
+        if total == 0:  # ml_ssd: a problem without private tests fails in its pass@k
+            return Verdict(False, "no_private_tests", "the profile runs private tests only", 0, 0)
         with self.sandbox.slot() as slot:
             try:
                 job = self._job(problem, code)
-                longest = max((len(t.input.encode()) for t in problem.tests), default=0)
+                longest = max((len(t.input.encode()) for t in tests), default=0)
                 with slot.run(job, self.limits, budget, longest) as session:
-                    clock = Clock(self.limits.time_limit_s, self.limits.grace_s, budget)
+                    clock = Clock(self.limits.time_limit_s, self.limits.grace_s, budget,
+                                  per_test=self.profile.per_test_limit or problem.kind == "check")
                     if problem.kind == "check":
                         return run_check_script(session, problem, clock)
                     if problem.kind == "functional":
-                        return run_call_tests(session, problem.tests, clock)
-                    return run_stdin_tests(session, problem.tests, clock)
+                        return run_call_tests(session, tests, clock, self.profile.call_rules)
+                    return run_stdin_tests(session, tests, clock)
             except SandboxFailure as failure:
                 return _refine(failure, slot.last_reap, total)
 

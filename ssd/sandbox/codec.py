@@ -18,6 +18,10 @@ from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_DEPTH = 200
+# Ints longer than this many bits cross as hex ({"i": ...}): JSON carries ints in decimal, and
+# Python refuses decimal conversions past its int->str digit limit (4300 digits by default, on
+# either side), which would turn a big but correct result into a broken frame.
+MAX_DECIMAL_INT_BITS = 13_000
 
 # LiveCodeBench executes every candidate after the same block of star-imports (its runner prepends
 # them to the source). Mirroring it matters: starter code uses `List[int]` without importing typing,
@@ -40,6 +44,8 @@ def encode_value(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise Unencodable("value nested too deeply")
     kind = type(value)
+    if kind is int and value.bit_length() > MAX_DECIMAL_INT_BITS:
+        return {"i": format(value, "x")}
     if value is None or kind in (bool, int, float, str):
         return value
     if kind is list:
@@ -72,6 +78,8 @@ def decode_value(tree: Any) -> Any:
     ((tag, body),) = tree.items()
     if tag == "b":
         return bytes.fromhex(body)
+    if tag == "i":
+        return int(body, 16)
     if type(body) is not list:
         raise ValueError("malformed encoded container")
     if tag == "l":

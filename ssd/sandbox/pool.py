@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import grp
+import importlib.util
 import json
 import os
 import pwd
@@ -159,6 +160,17 @@ def _allocate_uids(n: int, base: int, span: int) -> list[tuple[int, int]]:
     return got
 
 
+def _module_paths(names: tuple[str, ...]) -> list[str]:
+    """The sys.path entries holding ``names`` (the template runs with -I -S: no site-packages)."""
+    paths = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SandboxError(f"module {name} is not installed (a grader profile needs it)")
+        paths.append(os.path.dirname(os.path.dirname(spec.origin)))
+    return sorted(set(paths))
+
+
 class Session:
     """One sandboxed program: framed requests and replies over its private socket."""
 
@@ -223,10 +235,12 @@ class Session:
 class Slot:
     """A template process plus its uid; runs one program at a time."""
 
-    def __init__(self, interpreter: str, uid: int | None, namespaces: bool) -> None:
+    def __init__(self, interpreter: str, uid: int | None, namespaces: bool,
+                 preload: tuple[str, ...] = ()) -> None:
         self.interpreter = interpreter
         self.uid = uid
         self.namespaces = namespaces
+        self.preload = preload
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctl: socket.socket | None = None
         self.ready: dict[str, Any] = {}
@@ -240,6 +254,8 @@ class Slot:
             "gid": self.uid,
             "namespaces": self.namespaces,
             "run_root": tempfile.gettempdir(),
+            "preload": list(self.preload),
+            "module_paths": _module_paths(self.preload),
         }
         # Minimal environment: the template's exec-time environment is what every child's
         # /proc/self/environ shows, so nothing of the evaluator's (tokens, keys) may reach it.
@@ -346,7 +362,9 @@ class Sandbox:
         uid_base: int = 62000,
         uid_span: int = 1000,
         namespaces: bool = True,
+        preload: tuple[str, ...] = (),
     ) -> None:
+        """preload: modules every template imports before forking programs."""
         self.interpreter = interpreter or sys.executable
         self._locks: list[int] = []
         self._slots: list[Slot] = []
@@ -362,7 +380,7 @@ class Sandbox:
             notes.append("not root: programs run as the evaluator's own uid (weaker isolation)")
         try:
             for uid in uids:
-                slot = Slot(self.interpreter, uid, namespaces)
+                slot = Slot(self.interpreter, uid, namespaces, preload)
                 self._slots.append(slot)
                 self._free.put(slot)
         except BaseException:
