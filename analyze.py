@@ -5,6 +5,7 @@
     python analyze.py command=tokens ssd.path=runs/train/.../hf data.limit=8   # Figure 6 + Eq. 30
     python analyze.py command=tokens model=tiny         # smoke run: base = "SSD" = the tiny model
     python analyze.py command=teff 'teff.results=[runs/evaluate]'             # Figure 3a fits
+    python analyze.py command=decontaminate data=leetcode 'decontaminate.sets=[lcb_offline_v5]'
 
 Figures and a JSON of every number go to output_dir (default: the Hydra run dir).
 """
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from ssd.analysis.report import COMMANDS, run_analysis
 from ssd.config import user_errors
 from ssd.data.prompts import DataError
+from ssd.evaluation import eval_set_problems
 from ssd.models import ModelNotFoundError
 
 
@@ -26,7 +28,7 @@ from ssd.models import ModelNotFoundError
 def main(cfg: DictConfig) -> None:
     with user_errors(DataError, ModelNotFoundError, FileNotFoundError):
         out = cfg.output_dir or HydraConfig.get().runtime.output_dir
-        run_analysis(cfg, Path(out))
+        run_analysis(cfg, Path(out), eval_set_problems)  # the loader for command=decontaminate
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from ssd.config import user_errors
 from ssd.data.prompts import DataError
+from ssd.evaluation import eval_set_problems
 from ssd.generation.run import run_generation
 from ssd.models import ModelNotFoundError
 
@@ -18,7 +19,9 @@ from ssd.models import ModelNotFoundError
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
     with user_errors(DataError, ModelNotFoundError, FileNotFoundError):
-        run_generation(cfg)
+        # data.decontaminate's sets are loaded as evaluate.py loads them; the generation stage
+        # gets the loader from here, since it may not import the evaluation stage.
+        run_generation(cfg, eval_set_problems)
 
 
 if __name__ == "__main__":

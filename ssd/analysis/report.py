@@ -9,6 +9,7 @@ into ``out`` and prints a table.
     command=toy      toy.json, figure14.png
     command=tokens   tokens.json, contexts.jsonl, tokens.png, entropy_decomposition.png
     command=teff     teff.json, teff.png
+    command=decontaminate   decontamination.json (a prompt pool against evaluation sets)
 """
 
 from __future__ import annotations
@@ -26,19 +27,27 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.analysis import teff, tokens, toy
+from ssd.analysis.decontamination import run_decontaminate
 from ssd.config import ConfigError, is_int, is_number, require
+from ssd.data.decontamination import EvalSetLoader
 from ssd.data.prompts import DataError, chat_messages, load_pool
 from ssd.records import read_records
 from ssd.sampling import chat_prompt_ids, sample_seed
 
-COMMANDS = ("toy", "tokens", "teff")
+COMMANDS = ("toy", "tokens", "teff", "decontaminate")
 
 
-def run_analysis(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
-    """Validate ``cfg.command`` and run it, writing into ``out``; returns the JSON's payload."""
+def run_analysis(cfg: DictConfig, out: str | Path, eval_sets: EvalSetLoader | None = None
+                 ) -> dict[str, Any]:
+    """Validate ``cfg.command`` and run it, writing into ``out``; returns the JSON's payload.
+    ``eval_sets`` loads evaluation sets (command=decontaminate; the entry script passes it)."""
     command = require(cfg, "command", lambda v: v in COMMANDS, "one of " + ", ".join(COMMANDS))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    if command == "decontaminate":
+        payload = run_decontaminate(cfg, eval_sets)
+        _write_json(folder / "decontamination.json", payload)
+        return payload
     runner = {"toy": run_toy, "tokens": run_tokens, "teff": run_teff}[command]
     return runner(cfg, folder)
 

@@ -19,6 +19,7 @@ from ssd.evaluation.evaluator import Evaluator
 from ssd.evaluation.extraction import Extraction, extract_code
 from ssd.evaluation.problem_sets import PROBLEM_SETS, ProblemSet
 from ssd.evaluation.run import check_eval, evaluation_plan, run_evaluation
+from ssd.evaluation.statements import eval_set_problems
 
 __all__ = [
     "PROBLEM_SETS",
@@ -30,6 +31,7 @@ __all__ = [
     "Verdict",
     "check_eval",
     "check_script_to_functional",
+    "eval_set_problems",
     "evaluation_plan",
     "extract_code",
     "load_check_script_problems",

@@ -34,6 +34,9 @@ from tqdm import tqdm
 
 from ssd import config as checks
 from ssd import tracking
+from ssd.config import ConfigError
+from ssd.data.decontamination import EvalSetLoader, check_pool, check_record, drop_overlapping
+from ssd.data.eval_sets import check_eval_sets, eval_set_identity
 from ssd.data.prompts import Prompt, chat_messages, load_pool
 from ssd.generation.filter import (
     REASONS,
@@ -77,16 +80,28 @@ TRAIN_SET = "train.jsonl"
 def validate(cfg: DictConfig) -> None:
     for check in (checks.check_model, checks.check_data, checks.check_decoding,
                   checks.check_truncation, checks.check_engine, checks.check_filter,
-                  checks.check_shard, checks.check_logger):
+                  checks.check_shard, checks.check_logger, decontamination_sets):
         check(cfg)
+
+
+def decontamination_sets(cfg: DictConfig) -> list[str]:
+    """``data.decontaminate``, checked: the evaluation sets whose overlapping prompts are dropped
+    before sampling (``ssd.data.decontamination``)."""
+    return check_eval_sets(cfg, "data.decontaminate")
 
 
 # -- identity and plans -------------------------------------------------------------------------
 def sampling_plan(cfg: DictConfig) -> StagePlan:
     """Where the samples go and under which identity: the model and pool as content, plus every
     value that changes a sample. Not the filter (a step of its own) nor sharding."""
-    identity = stage_identity(STAGE, SAMPLE_FORMAT, config_values(cfg, SAMPLE_KEYS), {
-        "model": model_identity(cfg.model.path), "pool": input_identity(cfg.data.path)})
+    values = config_values(cfg, SAMPLE_KEYS)
+    inputs = {"model": model_identity(cfg.model.path), "pool": input_identity(cfg.data.path)}
+    # The evaluation sets the pool is checked against, as content (a changed set or list is a
+    # new run); absent when there are none, so an unchecked pool keeps its earlier identity.
+    for spec in decontamination_sets(cfg):
+        values[f"data.decontaminate/{spec}"], inputs[f"decontaminate/{spec}"] = \
+            eval_set_identity(spec)
+    identity = stage_identity(STAGE, SAMPLE_FORMAT, values, inputs)
     if cfg.output_dir:
         out = Path(cfg.output_dir)
     else:
@@ -236,17 +251,43 @@ def run_filter(cfg: DictConfig, plan: StagePlan, samples_file: Path) -> dict[str
     return report
 
 
+# -- decontamination ----------------------------------------------------------------------------
+def decontaminate(cfg: DictConfig, prompts: list[Prompt], eval_sets: EvalSetLoader | None
+                  ) -> tuple[list[Prompt], dict[str, Any] | None]:
+    """The pool without the prompts that overlap an evaluation set of ``data.decontaminate``,
+    and the check's record (None when there are no sets)."""
+    sets = decontamination_sets(cfg)
+    if not sets:
+        return prompts, None
+    if eval_sets is None:
+        raise ValueError("data.decontaminate needs the evaluation sets' loader "
+                         "(generate.py passes ssd.evaluation.eval_set_problems)")
+    problems = []
+    for spec in sets:
+        try:
+            problems += eval_sets(spec)
+        except ConfigError as error:
+            raise ConfigError(f"data.decontaminate: {spec} cannot be loaded: {error}") from None
+    check = check_pool(prompts, problems)
+    kept = drop_overlapping(prompts, check)
+    if not kept:
+        raise ConfigError(f"data.decontaminate={sets}: every prompt of data.path="
+                          f"{cfg.data.path} overlaps them; nothing is left to sample")
+    return kept, check_record(check, sets)
+
+
 # -- the stage ----------------------------------------------------------------------------------
-def run_generation(cfg: DictConfig) -> Path:
+def run_generation(cfg: DictConfig, eval_sets: EvalSetLoader | None = None) -> Path:
     """The whole stage for one job (one shard): sample what is missing, then (the job that
     completes the samples, or any job once they are complete) filter. Returns the run
-    directory."""
+    directory. ``eval_sets`` loads the evaluation sets of ``data.decontaminate`` (needed only
+    when it names any)."""
     validate(cfg)
     sampling = sampling_plan(cfg)
     out = sampling.run_dir
     shard_counts: dict[str, Any] | None = None
     if not sampling.complete():
-        shard_counts = sample_stage(cfg, sampling)
+        shard_counts = sample_stage(cfg, sampling, eval_sets)
         if shard_counts is None or not sampling.complete():
             return out
     filtering = filter_plan(cfg, sampling)
@@ -268,17 +309,24 @@ def run_generation(cfg: DictConfig) -> Path:
     return out
 
 
-def sample_stage(cfg: DictConfig, sampling: StagePlan) -> dict[str, Any] | None:
+def sample_stage(cfg: DictConfig, sampling: StagePlan, eval_sets: EvalSetLoader | None
+                 ) -> dict[str, Any] | None:
     """This job's shard, then (the job completing the last shard) the merge and the sampling
     record. Returns the shard's counts, or None when other shards are still missing (after
     logging them)."""
     out = sampling.run_dir
-    pool = load_pool(cfg.data.path, cfg.data.field, cfg.data.limit,
-                     cfg.data.get("hub_config"), cfg.data.get("hub_split", "train"))
-    shard_prompts = pool.prompts[cfg.shard.index::cfg.shard.count]
-    print(f"generate: {len(pool.prompts)} prompts ({pool.duplicates_dropped} duplicates and "
-          f"{pool.empty_dropped} empty statements dropped from {pool.records_read} records); "
-          f"shard {cfg.shard.index}/{cfg.shard.count}: {len(shard_prompts)} prompts "
+    pool = load_pool(cfg.data.path, cfg.data.field, None, cfg.data.get("hub_config"),
+                     cfg.data.get("hub_split", "train"))
+    # data.limit counts the prompts that are left once the overlapping ones are dropped.
+    kept, decontamination = decontaminate(cfg, pool.prompts, eval_sets)
+    prompts = kept[:cfg.data.limit]
+    shard_prompts = prompts[cfg.shard.index::cfg.shard.count]
+    checked = ("" if decontamination is None else
+               f"; {decontamination['overlapping']} overlapping "
+               f"{', '.join(decontamination['sets'])} dropped")
+    print(f"generate: {len(prompts)} prompts ({pool.duplicates_dropped} duplicates and "
+          f"{pool.empty_dropped} empty statements dropped from {pool.records_read} records"
+          f"{checked}); shard {cfg.shard.index}/{cfg.shard.count}: {len(shard_prompts)} prompts "
           f"x {cfg.decoding.n} samples -> {out}")
     model_path = resolve_model_path(cfg.model.path)
     sampling.claim()
@@ -295,14 +343,15 @@ def sample_stage(cfg: DictConfig, sampling: StagePlan) -> dict[str, Any] | None:
         last_shard = all(StagePlan(STAGE, out, sampling.identity, r.record.name).complete()
                          for r in records)
         if last_shard and not sampling.complete():
-            samples = merge_shards(cfg, out, pool.prompts)
+            samples = merge_shards(cfg, out, prompts)
             sampling.write_record({
                 "config": OmegaConf.to_container(cfg, resolve=True),
                 "model_resolved": model_path,
                 "model_identity": model_id,
                 "pool": {"records": pool.records_read,
                          "duplicates_dropped": pool.duplicates_dropped,
-                         "empty_dropped": pool.empty_dropped, "prompts": len(pool.prompts)},
+                         "empty_dropped": pool.empty_dropped, "prompts": len(prompts)},
+                "decontamination": decontamination,
                 "samples": len(samples),
                 "finish_reasons": dict(Counter(s["finish_reason"] for s in samples)),
                 "shards": [json.loads(r.record.read_text())["counts"] for r in records],
@@ -318,10 +367,11 @@ def sample_stage(cfg: DictConfig, sampling: StagePlan) -> dict[str, Any] | None:
 
 
 # -- logging ------------------------------------------------------------------------------------
-def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | None
-                 ) -> dict[str, float]:
+def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | None,
+                 decontamination: dict[str, Any] | None = None) -> dict[str, float]:
     """Stage-prefixed scalars of one job: what it sampled and how fast (every job), and the whole
-    run's sample, kept and dropped counts (the job that merged and filtered)."""
+    run's sample, kept and dropped counts (the job that merged and filtered), with the prompts
+    dropped as overlapping the evaluation sets (the sampling record's ``decontamination``)."""
     p = STAGE
     seconds = shard_counts.get("seconds", 0.0)
     generated = shard_counts.get("generated", 0)
@@ -339,6 +389,10 @@ def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | N
     for key, value in shard_counts.items():
         if key.startswith("finish_"):
             flat[f"{p}/finish/{key.removeprefix('finish_')}"] = value
+    if decontamination is not None:
+        flat[f"{p}/decontamination/checked"] = decontamination["checked"]
+        flat[f"{p}/decontamination/dropped"] = decontamination["overlapping"]
+        flat[f"{p}/decontamination/shares_any_ngram"] = decontamination["shares_any_ngram"]
     if filter_report is not None:
         dropped = filter_report["dropped"]
         flat[f"{p}/samples"] = filter_report["samples"]
@@ -370,7 +424,8 @@ def log_metrics(cfg: DictConfig, sampling: StagePlan, filtering: StagePlan | Non
     """The logger group's outputs for this job: one W&B run (per shard when sharded, per filter
     once filtered, under their identities so a recomputation resumes it) and, from the job that
     filtered, metrics.csv in the filter's folder."""
-    flat = flat_metrics(shard_counts, filter_report)
+    record = sampling.record() if filtering is not None else None
+    flat = flat_metrics(shard_counts, filter_report, (record or {}).get("decontamination"))
     if filtering is not None and cfg.logger.csv:
         tracking.write_csv(filtering.run_dir / "metrics.csv", flat)
     count = cfg.shard.count
