@@ -83,13 +83,21 @@ def test_a_problem_in_two_sets_is_still_evidence_and_counted_for_both():
     assert {m.benchmark for m in check.overlaps[0].matches} == {"lcb_sample", "again"}
 
 
-def test_the_shipped_offline_sets_load_as_evaluate_loads_them():
+def test_sets_load_as_evaluate_loads_them_from_a_preset_a_local_copy_or_a_file():
+    slice_ = REPO / "tests/fixtures/lcb/lcb_2408_2501_slice.json"
     assert len(eval_set_problems("lcb_offline_2408_2501")) == 279
-    assert len(eval_set_problems(str(REPO / "tests/fixtures/lcb/lcb_2408_2501_slice.json"))) == 8
+    assert len(eval_set_problems(f"lcb_offline_2408_2501:{slice_}")) == 8  # the preset, a copy
+    assert len(eval_set_problems(str(slice_))) == 8
+    # The official format: the preset's problem set over a local code_generation_lite file.
+    official = REPO / "tests/fixtures/lcb/official_sample.jsonl"
+    in_file = eval_set_problems(str(official))
+    assert 0 < len(eval_set_problems(f"lcb_v6:{official}")) < len(in_file)
 
 
 def test_bad_set_lists_are_refused_with_one_line():
     for value, message in [("[nope]", "'nope' is neither a conf/eval preset"),
+                           ("[lcb_v6:/no/such.jsonl]", "'lcb_v6:/no/such.jsonl' is neither"),
+                           (f"[{REPO / 'pyproject.toml'}]", "a benchmark file must end in .json"),
                            ("lcb_v6", "must be a list of conf/eval presets"),
                            ("[lcb_v6,lcb_v6]", "names a set twice")]:
         with pytest.raises(ConfigError, match=message) as error:

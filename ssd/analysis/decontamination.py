@@ -60,7 +60,8 @@ def run_decontaminate(cfg: DictConfig, eval_sets: EvalSetLoader | None) -> dict[
         try:
             problems[spec] = eval_sets(spec)
         except ConfigError as error:
-            raise ConfigError(f"decontaminate.sets: {spec} cannot be loaded: {error}") from None
+            raise ConfigError(f"decontaminate.sets: {spec} cannot be loaded ({error}); a hub "
+                              "preset reads a local copy as <preset>:<file>") from None
     texts = {(p.benchmark, p.question_id): p.statement for ps in problems.values() for p in ps}
     scopes = {spec: [spec] for spec in sets} | ({ALL: sets} if len(sets) > 1 else {})
     report: dict[str, Any] = {"pool": {"path": cfg.data.path, "field": cfg.data.field,

@@ -10,7 +10,7 @@ into one space. open-r1 only lowercases and collapses whitespace, so there ``$n$
 markup it comes in.
 
 open-r1 calls a prompt contaminated when it shares *any* 8-gram with an evaluation problem. On
-competitive-programming statements that flags most of a pool by template text alone: 264 of the
+competitive-programming statements that flags most of a pool by template text alone: 265 of the
 408 shipped Codeforces prompts share an 8-gram with the 279 LiveCodeBench problems of
 2024-08..2025-01 (the commonest, "the sum of n over all test cases", is in 174 of them), 395
 with release_v5's 879. So an overlap here needs evidence beyond template text (both counts are
@@ -25,12 +25,13 @@ reported):
 * a prompt **overlaps** an evaluation problem when they share at least ``MIN_SHARED`` distinct
   evidence 8-grams. Measured on the shipped pools against LiveCodeBench release_v5, with samples
   of each band read by eye: Codeforces and CodeContests prompts (none seen to be a copy of an LCB
-  problem) share at most 12 with one, and 5 or more in 8 of 408 and 5 of 165 prompts; LeetCode
+  problem) share at most 12 with one, and 5 or more in 7 of 408 and 5 of 165 prompts; LeetCode
   prompts that restate an LCB problem in other words share from 6 up (one seen at 3), distinct
   problems that open with the same setup sentence 3 to ~30. 5 drops those few lookalikes rather
   than keep copies.
 
-Pure: statements in, overlaps out; the callers load the statements (``ssd.data.eval_sets``).
+Pure: statements in, overlaps out. The statements come from the evaluation stage's loader
+(``ssd.evaluation.eval_set_problems``), which the entry scripts hand to the stages.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Evaluation sets named outside evaluate.py (generate's ``data.decontaminate``, analyze's
-``decontaminate.sets``): a ``conf/eval`` preset name, or a benchmark file.
+``decontaminate.sets``): a ``conf/eval`` preset name (``lcb_v6``), a preset over a local copy of
+its data (``lcb_v6:/data/code_generation_lite.jsonl``: the preset's problem set, as evaluate.py's
+``eval=lcb_v6 eval.path=<file>``), or a benchmark file (all its problems).
 
 This core module checks such a name and says what it stands for (the values that choose its
 problems, and its file's content identity, for the sampling identity) without loading any
@@ -30,13 +32,25 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
-def eval_set_values(spec: str) -> dict[str, Any]:
-    """The ``eval`` group values that select the set's problems: a preset's (resolved), or for a
-    file, all its problems in the format its suffix names."""
+def split_spec(spec: str) -> tuple[str | None, str | None]:
+    """(preset, file) of a set's name: ``lcb_v6`` (preset, None), ``lcb_v6:<file>`` (both),
+    ``<file>`` (None, file)."""
     if spec in preset_names():
-        values = OmegaConf.to_container(OmegaConf.load(PRESETS / f"{spec}.yaml"), resolve=True)
+        return spec, None
+    preset, colon, path = spec.partition(":")
+    if colon and preset in preset_names():
+        return preset, path
+    return None, spec
+
+
+def eval_set_values(spec: str) -> dict[str, Any]:
+    """The ``eval`` group values that select the set's problems: a preset's (resolved; its path
+    replaced by a given file), or for a file, all its problems in the format its suffix names."""
+    preset, file = split_spec(spec)
+    if preset is not None:
+        values = OmegaConf.to_container(OmegaConf.load(PRESETS / f"{preset}.yaml"), resolve=True)
         assert isinstance(values, dict)
-        return {key: values.get(key) for key in SELECTING_KEYS}
+        return {key: values.get(key) for key in SELECTING_KEYS} | ({"path": file} if file else {})
     path = Path(spec)
     return {"name": path.name, "format": FILE_FORMATS[path.suffix], "path": str(path),
             "problem_set": None, "start_date": None, "end_date": None, "releases": None,
@@ -51,19 +65,25 @@ def eval_set_identity(spec: str) -> tuple[dict[str, Any], str | None]:
 
 
 def check_eval_sets(cfg: DictConfig, key: str) -> list[str]:
-    """``key`` as a list of evaluation sets, each a conf/eval preset or an existing benchmark
-    file (.json offline LiveCodeBench, .jsonl code_generation_lite, .jsonl.gz HumanEval)."""
+    """``key`` as a list of evaluation sets, each a conf/eval preset, ``<preset>:<file>`` or an
+    existing benchmark file (.json offline LiveCodeBench, .jsonl code_generation_lite, .jsonl.gz
+    HumanEval)."""
     value = get_value(cfg, key)
     if not isinstance(value, ListConfig | list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{key}={value}: must be a list of conf/eval presets or benchmark "
                           "files, e.g. [lcb_v6, lcb_offline_2408_2501] ([] checks nothing)")
-    names = preset_names()
     for spec in value:
-        if spec not in names and not (Path(spec).is_file()
-                                      and Path(spec).suffix in FILE_FORMATS):
+        preset, file = split_spec(spec)
+        if file is None:
+            continue
+        if not Path(file).is_file():
             raise ConfigError(f"{key}={list(value)}: {spec!r} is neither a conf/eval preset ("
-                              + ", ".join(names) + ") nor an existing .json, .jsonl or .jsonl.gz "
-                              "benchmark file")
+                              + ", ".join(preset_names()) + "), <preset>:<local copy of its "
+                              "data> nor an existing .json, .jsonl or .jsonl.gz benchmark file")
+        if preset is None and Path(file).suffix not in FILE_FORMATS:
+            raise ConfigError(f"{key}={list(value)}: {spec!r}: a benchmark file must end in "
+                              ".json (offline LiveCodeBench), .jsonl (code_generation_lite) or "
+                              ".jsonl.gz (HumanEval)")
     if len(set(value)) != len(value):
         raise ConfigError(f"{key}={list(value)}: names a set twice")
     return list(value)

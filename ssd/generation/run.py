@@ -267,7 +267,8 @@ def decontaminate(cfg: DictConfig, prompts: list[Prompt], eval_sets: EvalSetLoad
         try:
             problems += eval_sets(spec)
         except ConfigError as error:
-            raise ConfigError(f"data.decontaminate: {spec} cannot be loaded: {error}") from None
+            raise ConfigError(f"data.decontaminate: {spec} cannot be loaded ({error}); a hub "
+                              "preset reads a local copy as <preset>:<file>") from None
     check = check_pool(prompts, problems)
     kept = drop_overlapping(prompts, check)
     if not kept:
