@@ -5,16 +5,19 @@ each evaluation's results.jsonl and show bootstrap intervals and paired comparis
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from omegaconf import OmegaConf
 
 from ssd.bootstrap import compare, passk_intervals, problem_results
 from ssd.config import ConfigError, stats_options
 from ssd.evaluation.sweep import write_sweep_summary
 from ssd.pipeline.grid_report import write_grid_report
-from tests.conftest import compose
+from tests.conftest import REPO, compose
 from tests.test_launcher import offline_run
 
 LEVELS = ("easy", "medium", "hard")
@@ -162,3 +165,34 @@ def test_the_stats_group_is_checked_with_one_line():
             assert str(error).startswith(message) and "\n" not in str(error)
         else:
             raise AssertionError(f"{override} was accepted")
+
+
+def test_a_real_evaluate_sweep_over_two_models_compares_them(tmp_path):
+    """evaluate.py -m over two completion files of the official-format fixture (no engine): the
+    Hydra callback's summary pairs the second with the first, from their results.jsonl files."""
+    solutions = json.loads((REPO / "tests/fixtures/lcb/solutions.json").read_text())["official"]
+    files = {}
+    for name, correct in (("base", 1), ("ssd", 4)):  # correct samples of 5, per problem
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(
+            json.dumps({"question_id": qid, "sample_index": i, "completion":
+                        f"```python\n{programs['correct' if i < correct else 'mutant']}\n```"})
+            + "\n" for qid, programs in solutions.items() for i in range(5)))
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), "-m", "eval=lcb_v6",
+         f"eval.path={REPO / 'tests/fixtures/lcb/official_sample.jsonl'}",
+         "eval.problem_set=null", "logger=none", "progress=false", "eval.workers=2",
+         f"eval.completions={files['base']},{files['ssd']}", "stats.resamples=1000",
+         f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    [item] = summary["comparisons"]
+    comparison = item["comparison"]
+    assert comparison["label_a"] == f"completions {files['base']}"
+    jobs = {r["job"]: r for r in summary["rows"]}
+    d = comparison["scopes"]["overall"]["pass@1"]
+    assert d["difference"]["estimate"] == pytest.approx(
+        jobs[item["job"]]["pass@1"] - jobs[item["reference_job"]]["pass@1"])
+    assert d["difference"]["estimate"] > 0.3 and comparison["resamples"] == 1000
+    assert set(comparison["scopes"]) == {"overall", "easy", "medium", "hard"}
