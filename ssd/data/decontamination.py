@@ -24,8 +24,9 @@ reported):
   of two letters or more (not sample data or formula soup such as "0 0 0 1 1 1 0 0");
 * a prompt **overlaps** an evaluation problem when they share at least ``MIN_SHARED`` distinct
   evidence 8-grams. Measured on the shipped pools against LiveCodeBench release_v5, with samples
-  of each band read by eye: Codeforces and CodeContests prompts (none seen to be a copy of an LCB
-  problem) share at most 12 with one, and 5 or more in 7 of 408 and 5 of 165 prompts; LeetCode
+  of each band read by eye: Codeforces and CodeContests prompts (none a copy of an LCB problem;
+  the 12 at 5 or more share stock phrasing) share at most 12 with one, and 5 or more in 7 of 408
+  and 5 of 165 prompts; LeetCode
   prompts that restate an LCB problem in other words share from 6 up (one seen at 3), distinct
   problems that open with the same setup sentence 3 to ~30. 5 drops those few lookalikes rather
   than keep copies.
