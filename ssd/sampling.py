@@ -45,8 +45,8 @@ class EngineSettings:
     max_logprobs: int = 20  # -1: whole-vocabulary logprobs (the decoding analyses need them)
 
 
-def engine_settings(cfg: Any, model_path: str, logprobs_mode: str = "raw_logprobs"
-                    ) -> EngineSettings:
+def engine_settings(cfg: Any, model_path: str, logprobs_mode: str = "raw_logprobs",
+                    max_logprobs: int = 20) -> EngineSettings:
     """The ``engine`` group (and ``model.dtype``) of a stage config, for ``model_path``."""
     e = cfg.engine
     return EngineSettings(
@@ -54,6 +54,7 @@ def engine_settings(cfg: Any, model_path: str, logprobs_mode: str = "raw_logprob
         gpu_memory_utilization=e.gpu_memory_utilization, max_model_len=e.max_model_len,
         max_num_seqs=e.max_num_seqs, enforce_eager=e.enforce_eager,
         cpu_kv_cache_gib=e.cpu_kv_cache_gib, logprobs_mode=logprobs_mode,
+        max_logprobs=max_logprobs,
     )
 
 

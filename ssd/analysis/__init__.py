@@ -9,7 +9,9 @@
 Every core function is pure; the only I/O lives in the explicit ``plot_*`` functions.
 
 Public entry for the drivers: the T_eff fits the grid report draws (``ResultRecord``,
-``fit_groups``, ``plot_teff``, ``summary_rows``).
+``fit_groups``, ``plot_teff``, ``summary_rows``) and the exact path-product models the lab
+compares its learned models with (``ToyModel``, ``find_optimum``, ``ssd_student``,
+``success_curve``, ``success_probability``).
 """
 
 from __future__ import annotations
@@ -37,4 +39,15 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-__all__ = ["ResultRecord", "fit_groups", "plot_teff", "single_thread", "summary_rows"]
+from ssd.analysis.toy import (  # noqa: E402  (toy uses single_thread, defined above)
+    Optimum,
+    ToyModel,
+    find_optimum,
+    ssd_student,
+    success_curve,
+    success_probability,
+)
+
+__all__ = ["Optimum", "ResultRecord", "ToyModel", "find_optimum", "fit_groups", "plot_teff",
+           "single_thread", "ssd_student", "success_curve", "success_probability",
+           "summary_rows"]

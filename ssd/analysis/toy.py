@@ -78,6 +78,7 @@ import torch
 
 from ssd.analysis import single_thread
 from ssd.decoding import decode_probs
+from ssd.lab.world import path_success
 from ssd.plotting import pyplot, save_figure
 
 VOCAB_SIZE = 16
@@ -126,12 +127,30 @@ _END_TIE = 1e-12  # relative value tolerance for that decision
 # --------------------------------------------------------------------------------------------
 
 
+# The success paths over the rows (root, fork, lock): tok0 or tok1 at the root, then tok0 at the
+# fork and at each of the three locks (the lock row serves all three).
+C4_PATHS = tuple(((ROOT, first), (FORK, CORRECT_TOKEN), *((LOCK, CORRECT_TOKEN),) * N_LOCKS)
+                 for first in ROOT_SUCCESS_TOKENS)
+
+
 @dataclass(frozen=True, eq=False)
 class ToyModel:
-    """Next-token distributions of the three state archetypes (rows: root, fork, lock)."""
+    """Next-token distributions of a path-product model and its success paths.
+
+    For the paper's toy the rows are the three state archetypes (root, fork, lock); a lab model
+    (``ssd.lab``) gives one row per state along its success paths, read off the engine. P is
+    the sum over ``paths`` of the product of decoded probabilities of their (row, token) steps.
+    """
 
     name: str
-    probs: np.ndarray  # float64 [3, VOCAB_SIZE], rows sum to 1
+    probs: np.ndarray  # float64 [rows, V], rows sum to 1
+    paths: tuple[tuple[tuple[int, int], ...], ...] = C4_PATHS
+    state_names: tuple[str, ...] = STATES
+    scale: float = 1.0  # 1 / prompts: a world's P is the mean over its prompts
+
+    def success(self, q: np.ndarray) -> np.ndarray:
+        """P for decoded rows ``q[..., rows, V]``."""
+        return self.scale * path_success(q, self.paths)
 
 
 def geometric_tail(
@@ -159,12 +178,15 @@ def teacher_model(ratio: float = TAIL_RATIO) -> ToyModel:
 
 
 def ssd_student(
-    teacher: ToyModel, t_train: float = T_TRAIN, top_p_train: float = TOP_P_TRAIN
+    teacher: ToyModel, t_train: float = T_TRAIN, top_p_train: float = TOP_P_TRAIN,
+    top_k_train: int = 0,
 ) -> ToyModel:
-    """The SSD student under ideal fit: exactly q_S = decode(teacher, T_train, top-p_train)."""
+    """The SSD student under ideal fit: exactly q_S = decode(teacher, T_train, top-k, top-p)."""
     with single_thread():
-        decoded = decode_probs(torch.from_numpy(teacher.probs), t_train, top_p=top_p_train)
-    return ToyModel("student", decoded.probs.numpy())
+        decoded = decode_probs(torch.from_numpy(teacher.probs), t_train, top_k=top_k_train,
+                               top_p=top_p_train)
+    return ToyModel("student", decoded.probs.numpy(), teacher.paths, teacher.state_names,
+                    teacher.scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +229,7 @@ def success_probability(
     model: ToyModel, temperatures: float | Sequence[float] | np.ndarray, top_p: float = TOP_P_EVAL
 ) -> np.ndarray | float:
     """Exact end-to-end success probability at each evaluation temperature."""
-    p = success_from_policy(operational_policy(model, temperatures, top_p))
+    p = model.success(operational_policy(model, temperatures, top_p))
     return float(p) if np.ndim(temperatures) == 0 else p
 
 
@@ -282,7 +304,8 @@ def nucleus_breakpoints(
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     found = [
-        Breakpoint(float(lo[i]), STATES[states[i]], int(sizes[i]), int(order[states[i], sizes[i]]))
+        Breakpoint(float(lo[i]), model.state_names[states[i]], int(sizes[i]),
+                   int(order[states[i], sizes[i]]))
         for i in np.flatnonzero(crosses)
     ]
     return sorted(found, key=lambda b: b.temperature)
@@ -376,7 +399,7 @@ def _zoom_maximise(model: ToyModel, pieces: Sequence[Piece]) -> tuple[np.ndarray
     for _ in range(_ZOOM_STEPS):
         grid = a[:, None] + (b - a)[:, None] * frac[None, :]
         grid[:, 0], grid[:, -1] = a, b
-        values = success_from_policy(piece_policy(model, supports, grid))
+        values = model.success(piece_policy(model, supports, grid))
         k = values.argmax(axis=-1)
         best_t, best_p = grid[rows, k], values[rows, k]
         a = grid[rows, np.maximum(k - 1, 0)]
@@ -395,7 +418,7 @@ def find_optimum(
     # The zoom resolves T to ~1e-15 of the piece width, where neighbouring grid values tie in
     # float64; a maximiser that close to an end whose (limit) value is no lower IS that end.
     ends = np.array([[piece.lower, piece.upper]])
-    p_lower, p_upper = success_from_policy(piece_policy(model, piece.supports[None], ends))[0]
+    p_lower, p_upper = model.success(piece_policy(model, piece.supports[None], ends))[0]
     near = _END_SNAP * (piece.upper - piece.lower)
     tie = _END_TIE * p_star
     if piece.upper - t_star <= near and p_upper >= p_star - tie:
@@ -428,7 +451,7 @@ def success_curve(
     supports = np.stack([p.supports for p in pieces])
     frac = np.linspace(0.0, 1.0, points_per_piece)
     grid = np.array([p.lower + (p.upper - p.lower) * frac for p in pieces])
-    values = success_from_policy(piece_policy(model, supports, grid))
+    values = model.success(piece_policy(model, supports, grid))
     gap = np.full((len(pieces), 1), np.nan)
     temps = np.concatenate([grid, gap], axis=1).reshape(-1)[:-1]
     succ = np.concatenate([values, gap], axis=1).reshape(-1)[:-1]

@@ -64,6 +64,8 @@ class Problem:
     code_prefix: str = ""  # prepended to the candidate's code (HumanEval: the prompt)
     helpers: str = ""  # trusted code the check script may use (HumanEval: the prompt's helpers)
     prelude: bool = True  # run under LiveCodeBench's star-import prelude
+    # Lab worlds (ssd.evaluation.lab): the completions that succeed, as text; no program runs.
+    answers: tuple[str, ...] = ()
     reference: str | None = field(default=None, compare=False)  # a known-correct program
     source: str = ""
     # How many of `tests` (the first ones) are the row's public tests; None: no public/private
@@ -77,7 +79,10 @@ class Problem:
 
     @property
     def kind(self) -> str:
-        """'check' (check script), 'functional' (call-based) or 'stdin'."""
+        """'exact' (a lab world's answers), 'check' (check script), 'functional' (call-based)
+        or 'stdin'."""
+        if self.answers:
+            return "exact"
         if self.check_script is not None:
             return "check"
         if self.tests and self.tests[0].testtype == "functional":
@@ -97,6 +102,7 @@ class Problem:
                 self.helpers,
                 self.prelude,
                 self.public_tests,
+                list(self.answers),
             ]
         )
         return hashlib.sha256(payload.encode()).hexdigest()

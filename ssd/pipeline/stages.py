@@ -82,6 +82,8 @@ class StageRun:
     wall_s: float | None = None
     returncode: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A multirun (``-m``) completes several runs: the plans of the others (the lab's T sweeps).
+    also: list[StagePlan] = field(default_factory=list)
 
     @property
     def run_dir(self) -> str:
@@ -89,12 +91,13 @@ class StageRun:
 
     def complete(self) -> bool:
         """What the stage itself says (``StagePlan.complete``), never a status field alone."""
-        return self.plan.complete()
+        return self.plan.complete() and all(plan.complete() for plan in self.also)
 
     def summary(self) -> dict[str, Any]:
         """What a driver's state file says about the stage (JSON-ready)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "plan"}
-        return {**fields, "run_dir": self.run_dir, "identity": self.plan.identity}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("plan", "also")}
+        return {**fields, "run_dir": self.run_dir, "identity": self.plan.identity,
+                **({"also": [str(plan.run_dir) for plan in self.also]} if self.also else {})}
 
     def record(self) -> dict[str, Any]:
         record = self.plan.record()

@@ -1,0 +1,644 @@
+"""The SSD lab: a world whose answer is known, put through the real generate -> train -> evaluate.
+
+    fitted base (ssd.lab.base, cached)      a small transformer distilled onto the world's teacher
+    generate.py -> filter                   N samples at the world's T_train and truncation
+    train.py                                SFT on exactly those tokens
+    evaluate.py -m (base, then SSD)         sampled pass rates on a T_eval grid, and each model's
+                                            exact success probability read off vLLM
+    report.md, lab.json, lab_curves.png     runs/lab/<world>-<hash>/
+
+Three numbers sit side by side at every point: the *analytic* value for the paper's teacher and
+its ideal SSD student (``ssd.analysis.toy`` on the world's own distributions), the *exact* value
+for the learned models (their next-token distributions along the success paths, read off vLLM,
+multiplied out under the evaluation decoding), and the *sampled* pass rate with its standard
+error. The gain is SSD's best minus the base's best: sampled at each model's own best
+temperature (planned from its exact curve), with a 95% interval from the binomial variances of
+the two independent sample sets.
+
+Each stage is a ``stages.ensure`` unit keyed by its content, so a rerun reuses everything and a
+changed value recomputes only what it changes (an ablation reuses the base and its evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ssd.analysis import ToyModel, find_optimum, ssd_student, success_curve
+from ssd.config import ConfigError, is_int, is_number, require
+from ssd.identity import stage_identity
+from ssd.lab.base import (
+    END,
+    FitSettings,
+    fitted_base,
+    success_state_rows,
+    world_token,
+)
+from ssd.lab.world import World, WorldError, build_world
+from ssd.pipeline.stages import (
+    LockSettings,
+    StageRun,
+    check_train,
+    ensure,
+    evaluate_stage,
+    filter_stage,
+    generate_stages,
+    override_value,
+    train_stage,
+)
+from ssd.plotting import pyplot, save_figure
+from ssd.records import write_json_atomic
+
+LAB_FORMAT = 1
+# vLLM refuses temperatures above 2: the learned models' optima are sought, and the lab samples,
+# within (0.1, 2]. The paper's toy is also solved on (0.1, 4] (its student peaks at T 2.094).
+VLLM_MAX_T = 2.0
+T_RANGE = (0.1, VLLM_MAX_T)
+PAPER_T_RANGE = (0.1, 4.0)
+# The sampled "best" point sits this far (relative) inside the piece its optimum ends: optima lie
+# on nucleus breakpoints, where float32 and float64 may keep different nuclei.
+BREAKPOINT_MARGIN = 0.005
+Z95 = 1.959963984540054
+REPORT_FILE = "report.md"
+RESULT_FILE = "lab.json"
+FIGURE_FILE = "lab_curves.png"
+SSD_KEYS = ("samples", "t_train", "top_k", "top_p", "seed")
+
+
+# -- validation ---------------------------------------------------------------------------------
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    require(cfg, key, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+
+
+def _check_ssd(cfg: DictConfig, prefix: str) -> None:
+    _positive_int(cfg, f"{prefix}.samples")
+    require(cfg, f"{prefix}.t_train", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, f"{prefix}.top_k", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: off)")
+    require(cfg, f"{prefix}.top_p", lambda v: is_number(v) and 0 < v <= 1,
+            "in (0, 1] (1.0: off)")
+    require(cfg, f"{prefix}.seed", is_int, "an integer")
+
+
+def check_lab(cfg: DictConfig) -> World:
+    """The world and every lab value, each bad one as one line naming its key."""
+    try:
+        world = build_world(OmegaConf.to_container(cfg.lab.world, resolve=True), "lab.world")
+    except WorldError as error:
+        raise ConfigError(str(error)) from None
+    for key in ("hidden_size", "layers", "steps", "batch"):
+        _positive_int(cfg, f"lab.base.{key}")
+    require(cfg, "lab.base.hidden_size", lambda v: v % 32 == 0,
+            "a multiple of 32 (vLLM's CPU attention takes heads of 32)")
+    require(cfg, "lab.base.lr", lambda v: is_number(v) and v > 0, "> 0")
+    _check_ssd(cfg, "lab.ssd")
+    for key in ("steps", "global_batch_size", "warmup_steps"):
+        require(cfg, f"lab.train.{key}", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+    for key in ("lr", "min_lr"):
+        require(cfg, f"lab.train.{key}", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, "lab.eval.top_p", lambda v: is_number(v) and 0 < v <= 1, "in (0, 1] (1.0: off)")
+    require(cfg, "lab.eval.top_k", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: off)")
+    require(cfg, "lab.eval.n", lambda v: is_int(v) and v >= 5, "an integer >= 5 (pass@5)")
+    require(cfg, "lab.eval.seed", is_int, "an integer")
+    require(cfg, "lab.eval.temperatures",
+            lambda v: len(v) >= 1 and all(is_number(t) and 0 < t <= VLLM_MAX_T for t in v),
+            f"a non-empty list of temperatures in (0, {VLLM_MAX_T}] (vLLM's largest)")
+    for i, ablation in enumerate(cfg.lab.ablations or []):
+        require(cfg, f"lab.ablations[{i}].name", lambda v: isinstance(v, str) and v != "",
+                "a non-empty name")
+        unknown = set(ablation.get("ssd") or {}) - set(SSD_KEYS)
+        if unknown:
+            raise ConfigError(f"lab.ablations[{i}].ssd: unknown key {sorted(unknown)[0]}; "
+                              f"one of {', '.join(SSD_KEYS)}")
+    require(cfg, "ablate", lambda v: isinstance(v, bool), "true or false")
+    return world
+
+
+# -- the world's files and the stages' overrides -----------------------------------------------
+@dataclass(frozen=True)
+class LabFiles:
+    root: Path
+    pool: Path
+    benchmark: Path
+
+
+def question_id(world: World, prompt: int) -> str:
+    return f"{world.name}/{world.prompts[prompt].text}"
+
+
+def answer_text(path: Sequence[int]) -> str:
+    return " ".join(world_token(t) for t in path)
+
+
+def write_world_files(world: World, root: Path) -> LabFiles:
+    """The prompt pool and the benchmark of the world (their content is the world's)."""
+    root.mkdir(parents=True, exist_ok=True)
+    pool = root / "pool.json"
+    pool_text = json.dumps([{"problem": p.text} for p in world.prompts]) + "\n"
+    bench = root / "benchmark.jsonl"
+    bench_text = "".join(json.dumps({
+        "question_id": question_id(world, p), "prompt": world.prompts[p].text,
+        "answers": [answer_text(path) for path in world.success_paths(p)]}) + "\n"
+        for p in range(len(world.prompts)))
+    for path, text in ((pool, pool_text), (bench, bench_text)):
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+    return LabFiles(root, pool, bench)
+
+
+def model_overrides(model_dir: Path, name: str, logger: str) -> list[str]:
+    return ["model=tiny", f"model.path={model_dir}", f"model.name={name}",
+            f"logger={logger}", "progress=false"]
+
+
+def generate_overrides(world: World, files: LabFiles, base: Path, ssd: Mapping[str, Any],
+                       logger: str) -> list[str]:
+    # The lab trains on every sample as drawn: no degeneracy rule applies to a world's tokens.
+    return [*model_overrides(base, f"lab-{world.name}", logger),
+            f"data.path={files.pool}", "data.field=problem", f"data.name=lab-{world.name}",
+            "data.limit=null", f"decoding.T={override_value(float(ssd['t_train']))}",
+            f"decoding.n={int(ssd['samples'])}", f"decoding.seed={int(ssd['seed'])}",
+            f"decoding.max_tokens={world.depth + 1}", f"truncation.top_k={int(ssd['top_k'])}",
+            f"truncation.top_p={override_value(float(ssd['top_p']))}", "truncation.min_p=0.0",
+            "filter.drop_empty=false", "filter.drop_single_line=false",
+            "filter.drop_shortest_fraction=0.0"]
+
+
+def train_overrides(world: World, base: Path, train_set: Path, train: Mapping[str, Any],
+                    logger: str) -> list[str]:
+    steps = int(train["steps"])
+    return [*model_overrides(base, f"lab-{world.name}", logger), f"data.samples={train_set}",
+            f"trainer.max_steps={steps}", f"trainer.global_batch_size={train['global_batch_size']}",
+            "trainer.max_seq_len=4096", "trainer.activation_checkpointing=false",
+            f"trainer.save_every_n_steps={steps}", "trainer.precision=fp32", "trainer.devices=1",
+            f"optimizer.lr={override_value(float(train['lr']))}",
+            f"optimizer.min_lr={override_value(float(train['min_lr']))}",
+            f"optimizer.warmup_steps={train['warmup_steps']}"]
+
+
+def evaluate_overrides(world: World, files: LabFiles, model_dir: Path, name: str,
+                       evaluation: Mapping[str, Any], logger: str) -> list[str]:
+    return [*model_overrides(model_dir, name, logger), "eval=lab", f"eval.path={files.benchmark}",
+            f"eval.name=lab-{world.name}", f"eval.n={evaluation['n']}", "eval.ks=[1,5]",
+            f"decoding.max_tokens={world.depth + 1}", f"decoding.seed={evaluation['seed']}",
+            f"truncation.top_k={evaluation['top_k']}",
+            f"truncation.top_p={override_value(float(evaluation['top_p']))}",
+            "truncation.min_p=0.0"]
+
+
+# -- models as path products (pure) -------------------------------------------------------------
+def teacher_model(world: World) -> ToyModel:
+    """The world's teacher: one row per (prompt, position), its success paths over them."""
+    rows, paths, names = [], [], []
+    for p in range(len(world.prompts)):
+        offset = len(rows)
+        rows += [world.teacher_row(p, d) for d in range(world.depth)]
+        names += [f"{world.prompts[p].text}@{d}" for d in range(world.depth)]
+        paths += [tuple((offset + d, t) for d, t in enumerate(path))
+                  for path in world.success_paths(p)]
+    return ToyModel("teacher", np.stack(rows), tuple(paths), tuple(names),
+                    1.0 / len(world.prompts))
+
+
+def learned_model(name: str, world: World, rows: Mapping[tuple[int, tuple[int, ...]], Any],
+                  vocab: Sequence[str]) -> ToyModel:
+    """A learned model's rows at the success-path states, its paths ending in end-of-turn."""
+    keys = sorted(rows)
+    index = {key: i for i, key in enumerate(keys)}
+    token = {t: vocab.index(world_token(t)) for t in range(world.vocab_size)}
+    end = vocab.index(END)
+    paths = []
+    for p in range(len(world.prompts)):
+        for path in world.success_paths(p):
+            steps = [(index[(p, path[:d])], token[t]) for d, t in enumerate(path)]
+            paths.append((*steps, (index[(p, path)], end)))
+    probs = np.stack([np.asarray(rows[k], dtype=np.float64) for k in keys])
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    names = tuple(f"{world.prompts[p].text}:{answer_text(prefix) or '-'}" for p, prefix in keys)
+    return ToyModel(name, probs, tuple(paths), names, 1.0 / len(world.prompts))
+
+
+def rows_from_record(world: World, record: Mapping[str, Any]
+                     ) -> tuple[dict[tuple[int, tuple[int, ...]], list[float]], list[str]]:
+    """The raw rows evaluate.py read off vLLM (its metrics' ``exact`` block), keyed as above."""
+    exact = record["exact"]
+    rows = {}
+    for p in range(len(world.prompts)):
+        for state in exact["problems"][question_id(world, p)]["states"]:
+            prefix = tuple(int(w[1:]) for w in state["prefix"].split())
+            rows[(p, prefix)] = state["raw"]
+    return rows, exact["vocab"]
+
+
+def planned_temperature(model: ToyModel, top_p: float) -> float:
+    """Where to sample a model's best: its exact optimum, moved inside its own piece."""
+    optimum = find_optimum(model, top_p, T_RANGE)
+    if optimum.approach == "from_below":
+        return round(optimum.temperature * (1 - BREAKPOINT_MARGIN), 4)
+    if optimum.approach == "from_above":
+        return round(optimum.temperature * (1 + BREAKPOINT_MARGIN), 4)
+    return round(optimum.temperature, 4)
+
+
+# -- statistics (pure) --------------------------------------------------------------------------
+def binomial_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
+def gain_interval(p_ssd: float, n_ssd: int, p_base: float, n_base: int) -> dict[str, float]:
+    """SSD minus base from two independent sample sets: estimate, SE, 95% Wald interval."""
+    se = math.sqrt(binomial_se(p_ssd, n_ssd) ** 2 + binomial_se(p_base, n_base) ** 2)
+    gain = p_ssd - p_base
+    return {"gain": gain, "se": se, "low": gain - Z95 * se, "high": gain + Z95 * se}
+
+
+def fit_errors(world: World, base: ToyModel, rows_keys: Sequence[tuple[int, tuple[int, ...]]],
+               vocab: Sequence[str]) -> dict[str, float]:
+    """How far the fitted base is from the teacher at the success-path states: the largest
+    difference on each state's four most likely world tokens, on any world token, and the
+    end-of-turn mass where the teacher ends (1 - q(end))."""
+    token_ids = [vocab.index(world_token(t)) for t in range(world.vocab_size)]
+    end = vocab.index(END)
+    head = whole = eot = 0.0
+    for i, (p, prefix) in enumerate(sorted(rows_keys)):
+        row = base.probs[i]
+        if len(prefix) == world.depth:
+            eot = max(eot, 1.0 - row[end])
+            continue
+        teacher = world.teacher_row(p, len(prefix))
+        diff = np.abs(row[token_ids] - teacher)
+        head = max(head, float(diff[np.argsort(-teacher)[:4]].max()))
+        whole = max(whole, float(diff.max()))
+    return {"head": head, "any_token": whole, "end_of_turn": eot}
+
+
+# -- running ------------------------------------------------------------------------------------
+@dataclass
+class Evaluated:
+    """One model's evaluation sweep: per T the sampled and exact pass@1 (and its sample count)."""
+
+    name: str
+    points: dict[float, dict[str, float]] = field(default_factory=dict)
+    rows: dict[tuple[int, tuple[int, ...]], list[float]] = field(default_factory=dict)
+    vocab: list[str] = field(default_factory=list)
+    stage: StageRun | None = None
+
+
+def sweep_stage(name: str, overrides: list[str], temperatures: Sequence[float]) -> StageRun:
+    """One ``evaluate.py -m`` over the temperatures (one engine), complete when every job is."""
+    plans = [evaluate_stage(name, [*overrides, f"decoding.T={t!r}"]).plan for t in temperatures]
+    sweep = [*overrides, "decoding.T=" + ",".join(repr(t) for t in temperatures)]
+    return StageRun(name, "evaluate.py", ["-m", *sweep], plans[0], also=plans[1:])
+
+
+def evaluated(name: str, world: World, stage: StageRun, temperatures: Sequence[float]
+              ) -> Evaluated:
+    result = Evaluated(name, stage=stage)
+    for t, plan in zip(temperatures, [stage.plan, *stage.also], strict=True):
+        record = plan.record()
+        assert record is not None
+        samples = int(record["samples"])
+        result.points[t] = {"sampled": float(record["pass@1"]), "samples": samples,
+                            "exact": float(record["exact"]["pass@1"]),
+                            "pass@5": float(record.get("pass@5", float("nan")))}
+        if not result.rows:
+            result.rows, result.vocab = rows_from_record(world, record)
+    return result
+
+
+@dataclass
+class LabContext:
+    world: World
+    files: LabFiles
+    base_dir: Path
+    logger: str
+    lock: LockSettings
+    job: str
+
+
+def ssd_model(ctx: LabContext, ssd: Mapping[str, Any], train: Mapping[str, Any],
+              label: str) -> tuple[Path, list[StageRun]]:
+    """generate -> filter -> train for one set of SSD values; the exported model's folder."""
+    gen_overrides = generate_overrides(ctx.world, ctx.files, ctx.base_dir, ssd, ctx.logger)
+    sampling, train_set = generate_stages(gen_overrides)
+    ensure(sampling, label, "lab", ctx.lock, ctx.job)
+    filtering = ensure(filter_stage(gen_overrides), label, "lab", ctx.lock, ctx.job)
+    overrides = train_overrides(ctx.world, ctx.base_dir, train_set, train, ctx.logger)
+    check_train(overrides)
+    training = ensure(train_stage(overrides), label, "lab", ctx.lock, ctx.job)
+    return Path(training.run_dir) / "hf" / "final", [sampling, filtering, training]
+
+
+def evaluate_model(ctx: LabContext, name: str, model_dir: Path, evaluation: Mapping[str, Any],
+                   temperatures: Sequence[float], label: str) -> Evaluated:
+    overrides = evaluate_overrides(ctx.world, ctx.files, model_dir, f"lab-{ctx.world.name}-{name}",
+                                   evaluation, ctx.logger)
+    stage = ensure(sweep_stage(f"evaluate {name}", overrides, temperatures), label, "lab",
+                   ctx.lock, ctx.job)
+    return evaluated(name, ctx.world, stage, temperatures)
+
+
+def planned_best(world: World, model_dir: Path, top_p: float) -> float:
+    rows, vocab = success_state_rows(model_dir, world)
+    return planned_temperature(learned_model("planning", world, rows, vocab), top_p)
+
+
+def lab_identity(cfg: DictConfig) -> str:
+    """The lab run directory's name: the lab group's values (the stages key themselves)."""
+    values = OmegaConf.to_container(cfg.lab, resolve=True)
+    assert isinstance(values, dict)
+    return stage_identity("lab", LAB_FORMAT, {"lab": values, "ablate": cfg.ablate}, {})
+
+
+def run_lab(cfg: DictConfig) -> Path:
+    """The whole lab for ``cfg.lab`` (plus its ablations when ``cfg.ablate``); the report path."""
+    import time
+
+    started = time.perf_counter()
+    world = check_lab(cfg)
+    lab = OmegaConf.to_container(cfg.lab, resolve=True)
+    assert isinstance(lab, dict)
+    out = Path(cfg.output_dir) if cfg.output_dir else (
+        Path("runs") / "lab" / f"{world.name}-{lab_identity(cfg)}")
+    logger = "wandb" if cfg.logger.get("wandb") else "none"
+    ctx = LabContext(world, write_world_files(world, out), Path(), logger,
+                     LockSettings(), f"lab-{time.time():.0f}")
+    print(f"lab: world {world.name} ({len(world.prompts)} prompts, depth {world.depth}) -> {out}",
+          flush=True)
+    fit_started = time.perf_counter()
+    ctx.base_dir = fitted_base(world, FitSettings(**lab["base"]))
+    fit_s = time.perf_counter() - fit_started
+    evaluation = lab["eval"]
+    top_p = float(evaluation["top_p"])
+
+    ssd_dir, ssd_stages = ssd_model(ctx, lab["ssd"], lab["train"], "ssd")
+    best = {"base": planned_best(world, ctx.base_dir, top_p),
+            "ssd": planned_best(world, ssd_dir, top_p)}
+    grid = sorted({float(t) for t in evaluation["temperatures"]} | set(best.values()))
+    base = evaluate_model(ctx, "base", ctx.base_dir, evaluation, grid, "base")
+    ssd = evaluate_model(ctx, "ssd", ssd_dir, evaluation, grid, "ssd")
+
+    ablations = []
+    if cfg.ablate:
+        for entry in lab.get("ablations") or []:
+            values = {**lab["ssd"], **(entry.get("ssd") or {})}
+            label = f"ablation {entry['name']}"
+            model_dir, stages = ssd_model(ctx, values, lab["train"], label)
+            t_best = planned_best(world, model_dir, top_p)
+            result = evaluate_model(ctx, f"ssd-{entry['name']}", model_dir, evaluation, [t_best],
+                                    label)
+            ablations.append((entry["name"], values, result, t_best, stages))
+
+    summary = summarise(world, lab, base, ssd, best, ablations)
+    summary["timing"] = {
+        "total_s": round(time.perf_counter() - started, 1), "base_fit_s": round(fit_s, 1),
+        "stages": [{"stage": s.name, "computed": s.computed, "wall_s": s.wall_s}
+                   for s in [*ssd_stages, base.stage, ssd.stage] if s is not None]}
+    figure = plot_curves(out / FIGURE_FILE, world, lab, base, ssd, summary)
+    write_json_atomic(out / RESULT_FILE, summary)
+    report = out / REPORT_FILE
+    report.write_text(report_markdown(world, lab, summary, figure.name))
+    if logger == "wandb":
+        from ssd.tracking import log_wandb
+
+        flat = {f"lab/{k}": v for k, v in summary["headline"].items() if isinstance(v, float)}
+        summary["wandb"] = log_wandb(cfg, out, stage="lab", run_id=f"lab-{out.name}",
+                                     metrics=flat)
+    head = summary["headline"]
+    print(f"lab: gain {100 * head['gain']:+.2f} pp (95% CI {100 * head['gain_low']:+.2f} to "
+          f"{100 * head['gain_high']:+.2f}); report {report}", flush=True)
+    return report
+
+
+# -- the summary (pure) -------------------------------------------------------------------------
+def _optimum(model: ToyModel, top_p: float, t_range: tuple[float, float] = T_RANGE
+             ) -> dict[str, Any]:
+    optimum = find_optimum(model, top_p, t_range)
+    return {"t": optimum.temperature, "p": optimum.success, "approach": optimum.approach}
+
+
+def _sampled_at(result: Evaluated, t: float) -> dict[str, float]:
+    point = result.points[t]
+    return {"t": t, "p": point["sampled"], "se": binomial_se(point["sampled"], point["samples"]),
+            "n": point["samples"], "exact": point["exact"]}
+
+
+def sharpening(world: World, lab: Mapping[str, Any], base: ToyModel, ssd: ToyModel,
+               keys: Sequence[tuple[int, tuple[int, ...]]], vocab: Sequence[str]
+               ) -> list[dict[str, Any]]:
+    """Per prompt and position along the first success path: what SSD did to the raw
+    distribution there (mass on the success tokens, mass on the tokens the training decoding
+    cuts, entropy), so lock and fork positions can be told apart."""
+    import torch
+
+    from ssd.decoding import decode_probs
+
+    ssd_values = lab["ssd"]
+    token_ids = np.array([vocab.index(world_token(t)) for t in range(world.vocab_size)])
+    index = {key: i for i, key in enumerate(sorted(keys))}
+    rows = []
+    for p, prompt in enumerate(world.prompts):
+        path = world.success_paths(p)[0]
+        for d, position in enumerate(prompt.positions):
+            teacher = world.teacher_row(p, d)
+            kept = decode_probs(torch.from_numpy(teacher), float(ssd_values["t_train"]),
+                                top_k=int(ssd_values["top_k"]),
+                                top_p=float(ssd_values["top_p"])).support.numpy()
+            success = [world.token(r, position)
+                       for r in world.archetypes[position.archetype].success]
+            entry: dict[str, Any] = {"prompt": prompt.text, "position": d,
+                                     "archetype": position.archetype,
+                                     "teacher_success": float(teacher[success].sum()),
+                                     "teacher_cut": float(teacher[~kept].sum())}
+            for label, model in (("base", base), ("ssd", ssd)):
+                row = model.probs[index[(p, path[:d])]][token_ids]
+                nonzero = row[row > 0]
+                entry[f"{label}_success"] = float(row[success].sum())
+                entry[f"{label}_cut"] = float(row[~kept].sum())
+                entry[f"{label}_entropy"] = float(-(nonzero * np.log(nonzero)).sum())
+            rows.append(entry)
+    return rows
+
+
+def summarise(world: World, lab: Mapping[str, Any], base: Evaluated, ssd: Evaluated,
+              best: Mapping[str, float], ablations: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    top_p = float(lab["eval"]["top_p"])
+    s = lab["ssd"]
+    teacher = teacher_model(world)
+    student = ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"]))
+    base_model = learned_model("base", world, base.rows, base.vocab)
+    ssd_learned = learned_model("ssd", world, ssd.rows, ssd.vocab)
+    analytic = {"teacher": _optimum(teacher, top_p), "student": _optimum(student, top_p),
+                "paper_teacher": _optimum(teacher, top_p, PAPER_T_RANGE),
+                "paper_student": _optimum(student, top_p, PAPER_T_RANGE)}
+    exact = {"base": _optimum(base_model, top_p), "ssd": _optimum(ssd_learned, top_p)}
+    sampled = {"base": _sampled_at(base, best["base"]), "ssd": _sampled_at(ssd, best["ssd"])}
+    gain = gain_interval(sampled["ssd"]["p"], sampled["ssd"]["n"], sampled["base"]["p"],
+                         sampled["base"]["n"])
+    points = []
+    for name, result in (("base", base), ("ssd", ssd)):
+        for t, point in sorted(result.points.items()):
+            se = binomial_se(point["exact"], point["samples"])
+            points.append({"model": name, "t": t, **point, "se": se,
+                           "z": (point["sampled"] - point["exact"]) / se if se > 0 else 0.0})
+    ablation_rows = []
+    for name, values, result, t_best, _ in ablations:
+        variant = ssd_student(teacher, float(values["t_train"]), float(values["top_p"]),
+                              int(values["top_k"]))
+        learned = learned_model(name, world, result.rows, result.vocab)
+        at = _sampled_at(result, t_best)
+        measured = gain_interval(at["p"], at["n"], sampled["base"]["p"], sampled["base"]["n"])
+        ablation_rows.append({
+            "name": name, "ssd": values,
+            "analytic_gain": _optimum(variant, top_p)["p"] - analytic["teacher"]["p"],
+            "exact_gain": _optimum(learned, top_p)["p"] - exact["base"]["p"],
+            "sampled": at, **{f"sampled_{k}": v for k, v in measured.items()}})
+    return {
+        "world": world.name, "world_digest": world.digest(),
+        "headline": {"gain": gain["gain"], "gain_low": gain["low"], "gain_high": gain["high"],
+                     "gain_se": gain["se"],
+                     "exact_gain": exact["ssd"]["p"] - exact["base"]["p"],
+                     "analytic_gain": analytic["student"]["p"] - analytic["teacher"]["p"],
+                     "base_best": sampled["base"]["p"], "ssd_best": sampled["ssd"]["p"]},
+        "analytic": analytic, "exact": exact, "sampled": sampled, "points": points,
+        "max_abs_z": max(abs(p["z"]) for p in points),
+        "fit": fit_errors(world, base_model, sorted(base.rows), base.vocab),
+        "sharpening": sharpening(world, lab, base_model, ssd_learned, sorted(base.rows),
+                                 base.vocab),
+        "ablations": ablation_rows,
+    }
+
+
+# -- report -------------------------------------------------------------------------------------
+def plot_curves(path: Path, world: World, lab: Mapping[str, Any], base: Evaluated,
+                ssd: Evaluated, summary: Mapping[str, Any]) -> Path:
+    """Figure 14 from a real pipeline: analytic teacher/student curves, the learned models' exact
+    curves, the sampled points with 2-SE bars."""
+    plt = pyplot()
+    top_p = float(lab["eval"]["top_p"])
+    s = lab["ssd"]
+    teacher = teacher_model(world)
+    student = ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"]))
+    fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
+    curves = ((teacher, "analytic teacher (paper)", "--", "tab:orange"),
+              (student, "analytic SSD student (paper)", "--", "tab:blue"),
+              (learned_model("base", world, base.rows, base.vocab), "fitted base, exact (vLLM)",
+               "-", "tab:orange"),
+              (learned_model("ssd", world, ssd.rows, ssd.vocab), "SSD model, exact (vLLM)", "-",
+               "tab:blue"))
+    for model, label, style, color in curves:
+        temps, values = success_curve(model, top_p, (T_RANGE[0], 2.5))
+        ax.plot(temps, 100 * values, style, color=color, label=label,
+                alpha=0.6 if style == "--" else 1.0)
+    for result, color in ((base, "tab:orange"), (ssd, "tab:blue")):
+        ts = sorted(result.points)
+        p = np.array([result.points[t]["sampled"] for t in ts])
+        se = np.array([binomial_se(v, int(result.points[t]["samples"])) for t, v in zip(ts, p,
+                                                                                       strict=True)])
+        ax.errorbar(ts, 100 * p, yerr=200 * se, fmt="o", color=color, markersize=4, capsize=2,
+                    label=f"{result.name}: sampled (±2 SE)")
+    ax.axvline(VLLM_MAX_T, color="gray", linewidth=0.8, linestyle=":")
+    ax.annotate("vLLM's largest T", (VLLM_MAX_T, 0), textcoords="offset points", xytext=(3, 3),
+                fontsize=7, color="gray")
+    head = summary["headline"]
+    ax.set_title(f"lab world {world.name}: SSD gain {100 * head['gain']:+.2f} pp "
+                 f"(95% CI {100 * head['gain_low']:+.2f} to {100 * head['gain_high']:+.2f})")
+    ax.set_xlabel(f"evaluation temperature T (top-p {top_p:g})")
+    ax.set_ylabel("success probability (%)")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=110)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, Any],
+                    figure: str) -> str:
+    head, a, e, sm = (summary[k] for k in ("headline", "analytic", "exact", "sampled"))
+    s, ev = lab["ssd"], lab["eval"]
+    fit = summary["fit"]
+    lines = [
+        f"# SSD lab: world `{world.name}`",
+        "",
+        f"**Measured SSD gain: {100 * head['gain']:+.2f} pp** (95% CI "
+        f"{100 * head['gain_low']:+.2f} to {100 * head['gain_high']:+.2f} pp): SSD "
+        f"{_pct(sm['ssd']['p'])} at T {sm['ssd']['t']:.4g} vs base {_pct(sm['base']['p'])} at T "
+        f"{sm['base']['t']:.4g}, {sm['ssd']['n']} samples each. Exact for the learned models: "
+        f"{100 * head['exact_gain']:+.2f} pp; analytic (the paper's toy): "
+        f"{100 * head['analytic_gain']:+.2f} pp.",
+        "",
+        f"SSD: {s['samples']} samples of the fitted base at T_train {s['t_train']}, top-k "
+        f"{s['top_k']}, top-p {s['top_p']}; train.py {lab['train']['steps']} steps of "
+        f"{lab['train']['global_batch_size']}; evaluation top-p {ev['top_p']}, top-k "
+        f"{ev['top_k']}, {ev['n']} samples per prompt and temperature.",
+        "",
+        "| model | analytic best (T, P) | learned, exact best (T, P) | sampled at its best "
+        "(T, P ± SE) | exact there |",
+        "|---|---|---|---|---|",
+    ]
+    lines[-3:-3] = [
+        f"Analytic optima over all T (the paper's C.4): teacher {_pct(a['paper_teacher']['p'])} "
+        f"at T {a['paper_teacher']['t']:.4f}, student {_pct(a['paper_student']['p'])} at T "
+        f"{a['paper_student']['t']:.4f}. vLLM samples at T <= {VLLM_MAX_T:g}, so the table's "
+        "optima are taken there.", ""]
+    for who, paper, learned in (("base", "teacher", "base"), ("SSD", "student", "ssd")):
+        lines.append(
+            f"| {who} | {a[paper]['t']:.4f}, {_pct(a[paper]['p'])} | {e[learned]['t']:.4f}, "
+            f"{_pct(e[learned]['p'])} ({e[learned]['approach']}) | {sm[learned]['t']:.4f}, "
+            f"{_pct(sm[learned]['p'])} ± {100 * sm[learned]['se']:.2f} | "
+            f"{_pct(sm[learned]['exact'])} |")
+    lines += [
+        "",
+        f"**Fit of the base** (its raw distributions read off vLLM vs the teacher's, at every "
+        f"state on a success path): largest error on a state's four most likely tokens "
+        f"{fit['head']:.4f}, on any world token {fit['any_token']:.4f}; end-of-turn mass missing "
+        f"where the teacher ends {fit['end_of_turn']:.2e}.",
+        "",
+        f"**Sampled vs exact** at every evaluated point: largest |z| = {summary['max_abs_z']:.2f} "
+        f"over {len(summary['points'])} points (z = (sampled - exact) / SE).",
+        "",
+        "| model | T | sampled | exact | z |",
+        "|---|---|---|---|---|",
+        *(f"| {p['model']} | {p['t']:.4g} | {_pct(p['sampled'])} | {_pct(p['exact'])} | "
+          f"{p['z']:+.2f} |" for p in summary["points"]),
+        "",
+        "## Where the sharpening happened",
+        "",
+        "Raw next-token distributions along each prompt's first success path, base -> SSD: mass "
+        "on the success tokens, mass on the tokens the training decoding cuts, entropy (nats).",
+        "",
+        "| prompt | position | archetype | success mass | cut mass | entropy |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['prompt']} | {r['position']} | {r['archetype']} | {r['base_success']:.3f} -> "
+          f"{r['ssd_success']:.3f} | {r['base_cut']:.2e} -> {r['ssd_cut']:.2e} | "
+          f"{r['base_entropy']:.3f} -> {r['ssd_entropy']:.3f} |" for r in summary["sharpening"]),
+    ]
+    if summary["ablations"]:
+        lines += ["", "## Ablations", "",
+                  "Each re-runs SSD with other training-decoding values; gains are against the "
+                  "same base (sampled at each model's best).", "",
+                  "| ablation | T_train | top-p | analytic gain | exact gain | sampled gain "
+                  "(95% CI) |", "|---|---|---|---|---|---|"]
+        for r in summary["ablations"]:
+            lines.append(
+                f"| {r['name']} | {r['ssd']['t_train']} | {r['ssd']['top_p']} | "
+                f"{100 * r['analytic_gain']:+.2f} pp | {100 * r['exact_gain']:+.2f} pp | "
+                f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
+                f"{100 * r['sampled_high']:+.2f}) |")
+    timing = summary.get("timing", {})
+    lines += ["", f"![P(T)]({figure})", "",
+              f"Time: {timing.get('total_s', 0):.0f} s in all (base fit "
+              f"{timing.get('base_fit_s', 0):.0f} s, 0 when cached); stages: "
+              + ", ".join(f"{t['stage']} {t['wall_s'] or 0:.0f} s"
+                          + ("" if t["computed"] else " (reused)")
+                          for t in timing.get("stages", [])), ""]
+    return "\n".join(lines)
