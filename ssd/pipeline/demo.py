@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssd.config import is_int, is_number, require
 from ssd.identity import config_values, stage_identity
+from ssd.pipeline.lab import check_lab, lab_headline, run_lab
 from ssd.pipeline.report import (
     DemoRecords,
     load_records,
@@ -48,8 +49,9 @@ from ssd.pipeline.stages import (
 )
 
 # What decides the demo's outputs (its directory name); not demo.estimate, which only informs.
-IDENTITY_KEYS = ["model", "demo.scale", "demo.generate", "demo.train", "demo.evaluate",
-                 "demo.engine", "demo.logger", "demo.extra"]
+IDENTITY_KEYS = ["model", "lab", "demo.part", "demo.scale", "demo.generate", "demo.train",
+                 "demo.evaluate", "demo.engine", "demo.logger", "demo.extra"]
+PARTS = ("all", "lab", "chain")
 STATE_FILE = "stages.json"
 REPORT_FILE = "report.md"
 LOSS_PNG = "loss.png"
@@ -69,6 +71,10 @@ class Sizes:
 # -- validation and sizes (pure) ----------------------------------------------------------------
 def check_demo(cfg: DictConfig) -> None:
     """One-line errors naming the key, before anything starts."""
+    require(cfg, "demo.part", lambda v: v in PARTS,
+            "one of " + ", ".join(PARTS) + " (the lab, the real-model chain, or both)")
+    if cfg.demo.part != "chain":
+        check_lab(lab_config(cfg))
     check_model_preset(cfg)
     require(cfg, "demo.scale", lambda v: is_number(v) and v > 0,
             "> 0 (multiplies prompts, steps and problems)")
@@ -220,12 +226,30 @@ def format_duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
+def lab_config(cfg: DictConfig) -> DictConfig:
+    """The lab's config inside the demo: the demo's ``lab`` group and logger, no ablations."""
+    logger = OmegaConf.load(CONF_DIR / "logger" / f"{cfg.demo.logger}.yaml")
+    return OmegaConf.create({"lab": OmegaConf.to_container(cfg.lab, resolve=True),
+                             "ablate": False, "output_dir": None,
+                             "logger": OmegaConf.to_container(logger)})
+
+
 def run_demo(cfg: DictConfig) -> Path:
-    """The whole chain; returns the demo directory (report.md inside)."""
+    """The lab, then the whole chain (``demo.part``); returns the demo directory (report.md)."""
 
     check_demo(cfg)
     started = time.perf_counter()
     out = demo_dir(cfg)
+    lead = ""
+    if cfg.demo.part != "chain":
+        print("demo: part 1, the SSD lab (a world with a known answer; lab.py)", flush=True)
+        lead = lab_headline(run_lab(lab_config(cfg)))
+        if cfg.demo.part == "lab":
+            out.mkdir(parents=True, exist_ok=True)
+            (out / REPORT_FILE).write_text(lead)
+            print(f"demo: report in {out / REPORT_FILE}")
+            return out
+        print("demo: part 2, the real-model chain", flush=True)
     benchmarks = list(cfg.demo.evaluate.benchmarks)
     total = 3 + 2 * len(benchmarks)
     estimate = estimate_seconds(cfg)
@@ -270,7 +294,7 @@ def run_demo(cfg: DictConfig) -> Path:
                            benchmark=benchmark))
 
     records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
-    report = write_report(records, out, REPORT_FILE, LOSS_PNG)
+    report = write_report(records, out, REPORT_FILE, LOSS_PNG, lead)
     log_report(cfg, out, records)
     _write_state(out, cfg, stages, estimate, started)
     wall = time.perf_counter() - started

@@ -518,6 +518,24 @@ def summarise(world: World, lab: Mapping[str, Any], base: Evaluated, ssd: Evalua
 
 
 # -- report -------------------------------------------------------------------------------------
+def lab_headline(report: Path) -> str:
+    """The demo report's opening: the lab's measured gain, from its lab.json."""
+    summary = json.loads((report.parent / RESULT_FILE).read_text())
+    head, sm, e = summary["headline"], summary["sampled"], summary["exact"]
+    return "\n".join([
+        f"# SSD lab (world `{summary['world']}`): measured gain {100 * head['gain']:+.2f} pp "
+        f"(95% CI {100 * head['gain_low']:+.2f} to {100 * head['gain_high']:+.2f})",
+        "",
+        f"A small transformer fitted to the paper's lock/fork toy (Appendix C.4) went through the "
+        f"real generate.py -> train.py -> evaluate.py. Best sampled success: base "
+        f"{_pct(sm['base']['p'])} at T {sm['base']['t']:.4g}, SSD {_pct(sm['ssd']['p'])} at T "
+        f"{sm['ssd']['t']:.4g} ({sm['ssd']['n']} samples each). Exact for the learned models: "
+        f"{_pct(e['base']['p'])} -> {_pct(e['ssd']['p'])} ({100 * head['exact_gain']:+.2f} pp); "
+        f"the paper's analytic toy: {100 * head['analytic_gain']:+.2f} pp. Full lab report: "
+        f"`{report}`.",
+        "", ""])
+
+
 def plot_curves(path: Path, world: World, lab: Mapping[str, Any], base: Evaluated,
                 ssd: Evaluated, summary: Mapping[str, Any]) -> Path:
     """Figure 14 from a real pipeline: analytic teacher/student curves, the learned models' exact

@@ -468,11 +468,12 @@ def plot_loss(points: Sequence[tuple[int, float]], path: Path, title: str) -> Pa
 
 
 def write_report(records: DemoRecords, out: Path, report_name: str = "report.md",
-                 image_name: str = "loss.png") -> Path:
-    """loss.png (when the run logged losses) and report.md in ``out``."""
+                 image_name: str = "loss.png", lead: str = "") -> Path:
+    """loss.png (when the run logged losses) and report.md in ``out``, opening with ``lead``
+    (the lab's measured gain, when the demo ran it)."""
     if records.loss:
         plot_loss(records.loss, out / image_name, f"SSD training loss: {records.model}")
         records.loss_image = image_name
     path = out / report_name
-    path.write_text(build_report(records))
+    path.write_text(lead + build_report(records))
     return path
