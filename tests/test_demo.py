@@ -280,7 +280,7 @@ def test_a_stage_killed_by_a_signal_gives_the_shell_status() -> None:
 # -- end to end on the tiny model -----------------------------------------------------------------
 # Small enough for seconds per stage; one benchmark (shipped with the tests) keeps it to four
 # stage processes.
-TINY = ["model=tiny", "demo.generate.prompts=8", "demo.generate.max_tokens=48",
+TINY = ["demo.part=chain", "model=tiny", "demo.generate.prompts=8", "demo.generate.max_tokens=48",
         "demo.train.steps=4", "demo.train.global_batch_size=2", "demo.train.max_seq_len=512",
         "demo.evaluate.problems=2", "demo.evaluate.max_tokens=16",
         "demo.evaluate.benchmarks=[lcb_sample]", "demo.engine.enforce_eager=true",

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd.lab.world import World
+from ssd.lab.world import RESERVED_WORDS, World
 from ssd.models.cache import DEFAULT_CACHE_DIR, cached_build
 
 # Bump when the tokenizer, the architecture or the fitting below changes: part of the cache key.
 LAB_BASE_VERSION = 1
-PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
-SPECIAL_TOKENS = (PAD, USER, ASSISTANT, END)
+SPECIAL_TOKENS = RESERVED_WORDS
+PAD, USER, ASSISTANT, END = SPECIAL_TOKENS
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}"
     "{{ '<|user|> ' + message['content'] }}{% endif %}{% endfor %}"
@@ -57,12 +57,7 @@ def world_token(index: int) -> str:
 
 def vocabulary(world: World) -> list[str]:
     """Model vocabulary in id order: specials, world tokens, then every prompt word."""
-    words = [w for p in world.prompts for w in p.text.split()]
-    prompt_words = list(dict.fromkeys(w for w in words))
-    taken = set(SPECIAL_TOKENS) | {world_token(i) for i in range(world.vocab_size)}
-    clash = [w for w in prompt_words if w in taken]
-    if clash:
-        raise ValueError(f"lab.prompts: prompt word {clash[0]!r} is a reserved token; rename it")
+    prompt_words = [p.text for p in world.prompts]  # one word each, none reserved (build_world)
     return [*SPECIAL_TOKENS, *(world_token(i) for i in range(world.vocab_size)), *prompt_words]
 
 

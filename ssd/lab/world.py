@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 SUM_TOLERANCE = 1e-6  # how far a configured probability row may be from summing to 1
+# The lab model's special tokens (ssd.lab.base); world tokens are t0 .. t{V-1}.
+RESERVED_WORDS = ("<|pad|>", "<|user|>", "<|assistant|>", "<|end|>")
 WORLD_FORMAT = 1  # bump when what a world means changes: part of every digest below
 
 
@@ -100,6 +103,8 @@ def _archetype(name: str, spec: dict[str, Any], vocab_size: int, key: str) -> Ar
     if not isinstance(success, list | tuple) or not success:
         raise WorldError(f"{key}.success={success}: a world with no success path; list the "
                          "roles that succeed at this state, e.g. [0]")
+    if len(set(success)) != len(success):
+        raise WorldError(f"{key}.success={list(success)}: list each role once")
     if any(not isinstance(r, int) or not 0 <= r < vocab_size for r in success):
         raise WorldError(f"{key}.success={list(success)}: roles are integers in "
                          f"[0, {vocab_size - 1}]")
@@ -157,6 +162,9 @@ def build_world(spec: dict[str, Any], key: str = "lab") -> World:
         text = str(p.get("text") or f"p{i}")
         if len(text.split()) != 1:
             raise WorldError(f"{where}.text={text!r}: one word (it is one token of the lab model)")
+        if text in RESERVED_WORDS or (re.fullmatch(r"t\d+", text) and int(text[1:]) < vocab):
+            raise WorldError(f"{where}.text={text!r}: a reserved token (world tokens t<i>, "
+                             "<|...|> specials); choose another word")
         prompts.append(WorldPrompt(text, tuple(Position(a, s % vocab)
                                                for a, s in zip(layout, shifts, strict=True))))
     if not prompts:

@@ -79,7 +79,8 @@ def _positive_int(cfg: DictConfig, key: str) -> None:
 
 def _check_ssd(cfg: DictConfig, prefix: str) -> None:
     _positive_int(cfg, f"{prefix}.samples")
-    require(cfg, f"{prefix}.t_train", lambda v: is_number(v) and v > 0, "> 0")
+    require(cfg, f"{prefix}.t_train", lambda v: is_number(v) and 0 < v <= VLLM_MAX_T,
+            f"in (0, {VLLM_MAX_T}] (vLLM's largest temperature)")
     require(cfg, f"{prefix}.top_k", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: off)")
     require(cfg, f"{prefix}.top_p", lambda v: is_number(v) and 0 < v <= 1,
             "in (0, 1] (1.0: off)")
@@ -98,8 +99,9 @@ def check_lab(cfg: DictConfig) -> World:
             "a multiple of 32 (vLLM's CPU attention takes heads of 32)")
     require(cfg, "lab.base.lr", lambda v: is_number(v) and v > 0, "> 0")
     _check_ssd(cfg, "lab.ssd")
-    for key in ("steps", "global_batch_size", "warmup_steps"):
-        require(cfg, f"lab.train.{key}", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+    for key in ("steps", "global_batch_size"):
+        _positive_int(cfg, f"lab.train.{key}")
+    require(cfg, "lab.train.warmup_steps", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     for key in ("lr", "min_lr"):
         require(cfg, f"lab.train.{key}", lambda v: is_number(v) and v > 0, "> 0")
     require(cfg, "lab.eval.top_p", lambda v: is_number(v) and 0 < v <= 1, "in (0, 1] (1.0: off)")
@@ -116,6 +118,10 @@ def check_lab(cfg: DictConfig) -> World:
         if unknown:
             raise ConfigError(f"lab.ablations[{i}].ssd: unknown key {sorted(unknown)[0]}; "
                               f"one of {', '.join(SSD_KEYS)}")
+        # the ablation's SSD values are the lab's with its own on top: checked as they will run
+        ssd = OmegaConf.merge(cfg.lab.ssd, ablation.get("ssd") or {})
+        _check_ssd(OmegaConf.create({"lab": {"ablations": [{}] * i + [{"ssd": ssd}]}}),
+                   f"lab.ablations.{i}.ssd")
     require(cfg, "ablate", lambda v: isinstance(v, bool), "true or false")
     return world
 
