@@ -581,6 +581,13 @@ def plot_curves(path: Path, world: World, lab: Mapping[str, Any], base: Evaluate
     return save_figure(fig, path, dpi=110)
 
 
+def _by_archetype(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["archetype"], []).append(row)
+    return groups
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -639,6 +646,13 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
         "",
         "Raw next-token distributions along each prompt's first success path, base -> SSD: mass "
         "on the success tokens, mass on the tokens the training decoding cuts, entropy (nats).",
+        "",
+        "By archetype (mean over prompts and positions): " + "; ".join(
+            f"{kind}: success {np.mean([r['base_success'] for r in rows]):.3f} -> "
+            f"{np.mean([r['ssd_success'] for r in rows]):.3f}, entropy "
+            f"{np.mean([r['base_entropy'] for r in rows]):.2f} -> "
+            f"{np.mean([r['ssd_entropy'] for r in rows]):.2f}"
+            for kind, rows in _by_archetype(summary["sharpening"]).items()) + ".",
         "",
         "| prompt | position | archetype | success mass | cut mass | entropy |",
         "|---|---|---|---|---|---|",
