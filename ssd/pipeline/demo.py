@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ssd.config import is_int, is_number, require
+from ssd.config import is_int, is_number, require, stats_options
 from ssd.identity import config_values, stage_identity
 from ssd.pipeline.lab import check_lab, lab_headline, run_lab
 from ssd.pipeline.report import (
@@ -73,9 +73,8 @@ def check_demo(cfg: DictConfig) -> None:
     """One-line errors naming the key, before anything starts."""
     require(cfg, "demo.part", lambda v: v in PARTS,
             "one of " + ", ".join(PARTS) + " (the lab, the real-model chain, or both)")
-    if cfg.demo.part != "chain":
-        check_lab(lab_config(cfg))
     check_model_preset(cfg)
+    stats_options(cfg)
     require(cfg, "demo.scale", lambda v: is_number(v) and v > 0,
             "> 0 (multiplies prompts, steps and problems)")
     pools = presets("data")
@@ -105,6 +104,8 @@ def check_demo(cfg: DictConfig) -> None:
                 "prompt_tokens"):
         require(cfg, f"demo.estimate.{key}", lambda v: is_number(v) and v > 0, "> 0")
     require(cfg, "demo.estimate.fill", lambda v: is_number(v) and 0 < v <= 1, "in (0, 1]")
+    if cfg.demo.part != "chain":
+        check_lab(lab_config(cfg))
 
 
 def scaled(base: int, scale: float) -> int:
@@ -234,22 +235,24 @@ def lab_config(cfg: DictConfig) -> DictConfig:
                              "logger": OmegaConf.to_container(logger)})
 
 
+def run_lab_part(cfg: DictConfig, out: Path) -> Path:
+    """``demo.part=lab``: the lab alone; the demo report is its headline."""
+    print("demo: the SSD lab (a world with a known answer; lab.py)", flush=True)
+    lead = lab_headline(run_lab(lab_config(cfg)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_FILE).write_text(lead)
+    print(f"demo: report in {out / REPORT_FILE}")
+    return out
+
+
 def run_demo(cfg: DictConfig) -> Path:
     """The lab, then the whole chain (``demo.part``); returns the demo directory (report.md)."""
 
     check_demo(cfg)
     started = time.perf_counter()
     out = demo_dir(cfg)
-    lead = ""
-    if cfg.demo.part != "chain":
-        print("demo: part 1, the SSD lab (a world with a known answer; lab.py)", flush=True)
-        lead = lab_headline(run_lab(lab_config(cfg)))
-        if cfg.demo.part == "lab":
-            out.mkdir(parents=True, exist_ok=True)
-            (out / REPORT_FILE).write_text(lead)
-            print(f"demo: report in {out / REPORT_FILE}")
-            return out
-        print("demo: part 2, the real-model chain", flush=True)
+    if cfg.demo.part == "lab":
+        return run_lab_part(cfg, out)
     benchmarks = list(cfg.demo.evaluate.benchmarks)
     total = 3 + 2 * len(benchmarks)
     estimate = estimate_seconds(cfg)
@@ -272,6 +275,11 @@ def run_demo(cfg: DictConfig) -> Path:
     check_train(tr_overrides)
     base_evals = [evaluate_stage(f"evaluate base {b}", evaluate_overrides(cfg, b, None),
                                  role="base", benchmark=b) for b in benchmarks]
+    lead = ""
+    if cfg.demo.part == "all":  # the chain's values are checked above, before the lab's minutes
+        print("demo: part 1, the SSD lab (a world with a known answer; lab.py)", flush=True)
+        lead = lab_headline(run_lab(lab_config(cfg)))
+        print("demo: part 2, the real-model chain", flush=True)
     stages: list[StageRun] = []
     out.mkdir(parents=True, exist_ok=True)
     job = f"demo {out}"
@@ -294,6 +302,7 @@ def run_demo(cfg: DictConfig) -> Path:
                            benchmark=benchmark))
 
     records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
+    records.stats = stats_options(cfg)
     report = write_report(records, out, REPORT_FILE, LOSS_PNG, lead)
     log_report(cfg, out, records)
     _write_state(out, cfg, stages, estimate, started)

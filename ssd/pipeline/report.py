@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssd.bootstrap import compare, comparison_note, comparison_table, problem_results
 from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
 
@@ -53,6 +54,7 @@ class DemoRecords:
     train_example: dict[str, Any] | None = None   # first record of train.jsonl
     loss_image: str | None = None         # the PNG, relative to the report
     timings: list[tuple[str, float | None]] = field(default_factory=list)  # this invocation
+    stats: dict[str, Any] = field(default_factory=dict)  # ssd.bootstrap.compare's options
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -235,6 +237,23 @@ def recorded_seconds(r: DemoRecords) -> dict[str, float]:
 
 
 # -- the report (pure) --------------------------------------------------------------------------
+def paired_sections(r: DemoRecords) -> list[str]:
+    """Per benchmark, the paired bootstrap of SSD against base on the same problems."""
+    lines = []
+    for benchmark in dict.fromkeys(e.benchmark for e in r.evaluations):
+        runs = {e.role: e for e in r.evaluations if e.benchmark == benchmark}
+        if not ("base" in runs and "ssd" in runs and runs["base"].results
+                and runs["ssd"].results):
+            continue
+        comparison = compare(problem_results(runs["base"].results),
+                             problem_results(runs["ssd"].results), label_a="base", label_b="SSD",
+                             **r.stats)
+        header, rows = comparison_table(comparison)
+        lines += [f"Paired bootstrap, {benchmark} (points):", "", table(header, rows), "",
+                  comparison_note(comparison), ""]
+    return lines
+
+
 def build_report(r: DemoRecords) -> str:
     gen_cfg = r.generate.get("config", {})
     dec, trunc = gen_cfg.get("decoding", {}), gen_cfg.get("truncation", {})
@@ -345,6 +364,7 @@ def build_report(r: DemoRecords) -> str:
            if _labelled(r.evaluations) else
            "None of these benchmarks labels difficulty, so there are no per-difficulty rows."),
         "",
+        *paired_sections(r),
     ]
     reasons = [[f"{e.benchmark}", ROLE_TITLES[e.role], e.metrics.get("samples"),
                 e.metrics.get("passed"),
