@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from ssd.bootstrap import compare, problem_results
 from ssd.config import ConfigError
+from ssd.evaluation.problem_sets import PROBLEM_SETS, set_record
 from ssd.pipeline.demo import (
     check_demo,
     estimate_seconds,
     evaluate_overrides,
     generate_overrides,
+    log_report,
     sizes,
     train_overrides,
 )
@@ -45,7 +49,7 @@ from ssd.pipeline.stages import (
     train_stage,
 )
 from tests.conftest import REPO, cli_error, compose
-from tests.test_launcher import wandb_records
+from tests.test_launcher import offline_run, wandb_records
 
 
 # -- the report (pure) --------------------------------------------------------------------------
@@ -55,9 +59,19 @@ def result(qid: str, index: int, passed: bool, completion: str = "print(1)") -> 
             "completion": completion}
 
 
+HUMANEVAL_SET = set_record("humaneval", "every problem of HumanEval.jsonl.gz, the first 4 in "
+                           "file order", [f"HumanEval/{i}" for i in range(4)])
+LCB_SET = set_record("lcb_v6", PROBLEM_SETS["lcb_v6"].definition + ", the first 4 in file order",
+                     ["abc387_a", "abc387_b", "3701", "3702"])
+DEFAULT_GRADER = {"name": "default",
+                  "summary": "the project's own semantics (LiveCodeBench's rules where sound)"}
+
+
 def metrics(pass1: float, pass5: float, problems: int, per_difficulty: dict | None = None,
-            T: float = 0.7) -> dict:
+            T: float = 0.7, problem_set: dict = HUMANEVAL_SET,
+            grader: dict = DEFAULT_GRADER) -> dict:
     return {"ks": [1, 5], "pass@1": pass1, "pass@5": pass5, "problems": problems, "n": 5,
+            "problem_set": problem_set, "grader": grader,
             "samples": 5 * problems, "passed": 3, "reasons": {"wrong_answer": 2},
             "mean_completion_tokens": 120.0,
             "overall": {"pass@1": pass1, "pass@5": pass5, "problems": problems},
@@ -105,13 +119,13 @@ def synthetic_records() -> DemoRecords:
             EvalRecord("humaneval", "base", metrics(0.25, 0.5, 4),
                        [result("HumanEval/0", 0, False), result("HumanEval/1", 0, False),
                         result("HumanEval/1", 1, True)], "runs/evaluate/b"),
-            EvalRecord("lcb_v6", "base", metrics(0.25, 0.5, 4, labelled_base), [],
-                       "runs/evaluate/b2"),
+            EvalRecord("lcb_v6", "base", metrics(0.25, 0.5, 4, labelled_base,
+                                                 problem_set=LCB_SET), [], "runs/evaluate/b2"),
             EvalRecord("humaneval", "ssd", metrics(0.5, 0.75, 4, T=1.1),
                        [result("HumanEval/0", 0, False), result("HumanEval/1", 0, True, tricky)],
                        "runs/evaluate/s"),
-            EvalRecord("lcb_v6", "ssd", metrics(0.4, 0.75, 4, labelled_ssd, T=1.1), [],
-                       "runs/evaluate/s2"),
+            EvalRecord("lcb_v6", "ssd", metrics(0.4, 0.75, 4, labelled_ssd, T=1.1,
+                                                problem_set=LCB_SET), [], "runs/evaluate/s2"),
         ],
         train_example={"messages": [{"role": "system", "content": "You are a coder."},
                                     {"role": "user", "content": "Add two numbers."},
@@ -154,6 +168,74 @@ def test_report_has_settings_counts_curve_tables_examples_and_the_caveat() -> No
     assert "noise" in report and "not a result" in report
     assert "- evaluate SSD lcb_v6: `runs/evaluate/s2`" in report
     assert "| generate | 50 s | 61 s |" in report and "| train | 300 s | 2 s |" in report
+
+
+def test_report_states_each_evaluations_problem_set_and_grader() -> None:
+    report = build_report(synthetic_records())
+    section = report.split("## Evaluation: base vs SSD")[1].split("## Examples")[0]
+    assert "| benchmark | model | problem set | definition | problems | ids sha256 | grader |" \
+        in section
+    for role in ("base", "SSD"):
+        assert (f"| lcb_v6 | {role} | lcb_v6 | contest dates 2025-02-01..2025-05-31"
+                in section)
+        assert (f"| lcb_v6 | {role} | lcb_v6 | {LCB_SET['definition']} | 4 | "
+                f"{LCB_SET['id_digest'][:12]} | default |") in section
+        assert (f"| humaneval | {role} | humaneval | {HUMANEVAL_SET['definition']} | 4 | "
+                f"{HUMANEVAL_SET['id_digest'][:12]} | default |") in section
+    assert f"Grader `default`: {DEFAULT_GRADER['summary']}." in section
+    assert "Warning" not in report  # base and SSD agree on both benchmarks
+
+
+def test_report_warns_when_base_and_ssd_differ_in_problem_set_or_grader() -> None:
+    records = synthetic_records()
+    other = set_record("lcb_v6", LCB_SET["definition"], ["abc387_a", "abc387_b", "3701"])
+    lcb_ssd = next(e for e in records.evaluations if (e.benchmark, e.role) == ("lcb_v6", "ssd"))
+    lcb_ssd.metrics["problem_set"] = other
+    he_ssd = next(e for e in records.evaluations if (e.benchmark, e.role) == ("humaneval", "ssd"))
+    he_ssd.metrics["grader"] = {"name": "lcb", "summary": "upstream LiveCodeBench's verdicts"}
+    report = build_report(records)
+    assert (f"lcb_v6: **Warning:** base and SSD were evaluated on different problem sets (base: "
+            f"lcb_v6, 4 problems, ids sha256 {LCB_SET['id_digest'][:12]}; SSD: lcb_v6, 3 "
+            f"problems, ids sha256 {other['id_digest'][:12]})") in report
+    assert ("humaneval: **Warning:** base and SSD were graded by different grader profiles "
+            "(base: default; SSD: lcb)") in report
+    # ... and again under the paired bootstrap of the benchmark whose results are there
+    paired = report.split("Paired bootstrap, humaneval")[1]
+    assert "**Warning:** base and SSD were graded by different grader profiles" in paired
+    assert "Grader `lcb`: upstream LiveCodeBench's verdicts." in report
+    # an evaluation from before the records carried them: said, not guessed
+    del lcb_ssd.metrics["problem_set"], lcb_ssd.metrics["grader"]
+    report = build_report(records)
+    assert ("cannot check that base and SSD were evaluated on the same problems: no problem "
+            "set recorded for SSD") in report
+    assert "| lcb_v6 | SSD | – | – | – | – | – |" in report
+
+
+def test_the_demo_logs_the_paired_comparison_and_the_problem_sets_to_wandb(tmp_path) -> None:
+    records = synthetic_records()
+    records.stats = {"resamples": 500, "seed": 3, "resample_samples": False}
+    out = tmp_path / "demo"
+    log_report(OmegaConf.create({"demo": {"logger": "wandb"}}), out, records)
+    logged, _ = offline_run(out)
+    runs = {e.role: e for e in records.evaluations if e.benchmark == "humaneval"}
+    expected = compare(problem_results(runs["base"].results), problem_results(runs["ssd"].results),
+                       label_a="base", label_b="SSD", **records.stats).scopes["overall"][1]
+    prefix = "demo/humaneval/ssd_minus_base/pass@1"
+    assert logged[prefix] == expected.difference.estimate
+    assert logged[f"{prefix}/low"] == expected.difference.low
+    assert logged[f"{prefix}/high"] == expected.difference.high
+    assert logged[f"{prefix}/p"] == expected.p_value
+    assert not any(key.startswith("demo/lcb_v6/ssd_minus_base") for key in logged)  # no results
+    assert logged["demo/ssd/lcb_v6/pass@5"] == 0.75
+    found = {p.name.split("_")[0] for p in out.glob("wandb/offline-run-*/files/media/table/demo/"
+                                                     "**/*.table.json")}
+    assert {"comparison", "evaluations", "base"} <= found
+    [evaluations] = out.glob("wandb/offline-run-*/files/media/table/demo/evaluations_*.table.json")
+    table = json.loads(evaluations.read_text())
+    assert table["columns"][2:] == ["problem set", "definition", "problems", "ids sha256",
+                                    "grader"]
+    assert ["lcb_v6", "SSD", "lcb_v6", LCB_SET["definition"], "4", LCB_SET["id_digest"][:12],
+            "default"] in table["data"]
 
 
 def test_report_without_labels_or_losses_says_so() -> None:
@@ -421,7 +503,9 @@ def test_every_demo_stage_and_the_report_log_an_offline_wandb_run(resumed: Resum
         summary = newest_wandb_summary(run_dir.parent if stage["name"] == "filter" else run_dir)
         assert any(key.startswith(prefixes[stage["name"]]) for key in summary), stage["name"]
     demo = newest_wandb_summary(resumed.workspace / state["demo_dir"])
-    assert {"demo/base/lcb_sample/pass@1", "demo/ssd/lcb_sample/pass@5"} <= set(demo)
+    assert {"demo/base/lcb_sample/pass@1", "demo/ssd/lcb_sample/pass@5",
+            "demo/lcb_sample/ssd_minus_base/pass@1",
+            "demo/lcb_sample/ssd_minus_base/pass@1/p"} <= set(demo)
 
 
 @pytest.mark.slow

@@ -285,6 +285,8 @@ def test_sweep_summary_table_and_plot(tmp_path: Path) -> None:
     assert summary["best"]["model.path"] == "ssd" and summary["best"]["T"] == 0.9
     table = (tmp_path / "summary.md").read_text()
     assert "| job | model.path | T | top_k | top_p | n | pass@1 | pass@5 | pass@1/easy" in table
+    # records from before evaluate.py stated them: the summary says so rather than guess
+    assert "Every job (6): problem set not recorded; grader not recorded." in table
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == rows
 
 

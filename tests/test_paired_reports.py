@@ -1,6 +1,8 @@
 """Where base-vs-SSD comparisons are shown: the evaluate sweep summary and the grid report read
 each evaluation's results.jsonl and show bootstrap intervals and paired comparisons
-(ssd/bootstrap.py) made with the stats group's resamples and seed."""
+(ssd/bootstrap.py) made with the stats group's resamples and seed; both state each evaluation's
+problem set (name, definition, count, id digest) and grader, and warn where a comparison is
+between two problem sets or two graders."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from omegaconf import OmegaConf
 
 from ssd.bootstrap import compare, passk_intervals, problem_results
 from ssd.config import ConfigError, stats_options
+from ssd.evaluation.problem_sets import set_record
 from ssd.evaluation.sweep import write_sweep_summary
 from ssd.pipeline.grid_report import write_grid_report
 from tests.conftest import REPO, compose
@@ -22,6 +25,15 @@ from tests.test_launcher import offline_run
 
 LEVELS = ("easy", "medium", "hard")
 STATS = {"resamples": 800, "seed": 4, "resample_samples": False}
+SAMPLE_SET = set_record("lcb_sample", "every problem of lcb_sample.jsonl",
+                        [f"q{j}" for j in range(30)])
+DEFAULT = {"name": "default",
+           "summary": "the project's own semantics (LiveCodeBench's rules where sound)"}
+ML_SSD = {"name": "ml_ssd",
+          "summary": "the paper's released evaluator (apple/ml-ssd livecodebench_utils.py)"}
+STATED = (f"problem set lcb_sample (every problem of lcb_sample.jsonl): 30 problems, ids sha256 "
+          f"{SAMPLE_SET['id_digest'][:12]}; grader default, the project's own semantics "
+          "(LiveCodeBench's rules where sound)")
 
 
 def write_results(run_dir: Path, rate: float, seed: int, problems: int = 30, n: int = 6) -> Path:
@@ -48,7 +60,8 @@ def metrics_of(run_dir: Path, model: str, t: float) -> dict:
     return {"t_eval": t, "model": model, "model_name": "m", "eval": {"name": "lcb_sample"},
             "ks": [1, 5], "pass@1": p1, "pass@5": p1, "per_difficulty": {}, "n": 6,
             "truncation": {"top_k": 20, "top_p": 0.8}, "problems": 30, "samples": 180,
-            "overrides": [f"model.path={model}", f"decoding.T={t}"], "run_dir": str(run_dir)}
+            "overrides": [f"model.path={model}", f"decoding.T={t}"], "run_dir": str(run_dir),
+            "problem_set": SAMPLE_SET, "grader": DEFAULT}
 
 
 def read(run_dir: Path):
@@ -87,6 +100,49 @@ def test_the_sweep_summary_pairs_each_model_with_the_first_at_the_same_settings(
     assert "## Paired comparisons with the sweep's first model" in markdown
     assert "### job 3 against job 1" in markdown and "| ssd - base [95% CI] |" in markdown
     assert "800 resamples, seed 4" in markdown
+    # What every job is about, stated once above the table (all four share it).
+    assert markdown.startswith(f"# evaluate sweep: 4 jobs\n\nEvery job (4): {STATED}.\n")
+    [stamp] = summary["stamps"]
+    assert stamp["problem_set"] == SAMPLE_SET and stamp["grader"] == DEFAULT
+    assert stamp["evaluations"] == ["job 0", "job 1", "job 2", "job 3"]
+    assert all(c["stamp_differences"] == [] for c in summary["comparisons"])
+    assert "Warning" not in markdown and "| grader |" not in markdown
+
+
+def test_the_sweep_summary_warns_when_paired_jobs_differ_in_problem_set_or_grader(tmp_path):
+    sweep = tmp_path / "sweep"
+    fewer = set_record("lcb_sample", "every problem of lcb_sample.jsonl, the first 29 in file "
+                       "order", [f"q{j}" for j in range(29)])
+    for number, (model, t, rate) in enumerate([("base", 0.6, 0.3), ("base", 1.0, 0.35),
+                                               ("ssd", 0.6, 0.5), ("ssd", 1.0, 0.55)]):
+        record = metrics_of(write_results(tmp_path / "runs" / f"{model}-{t}", rate, number),
+                            model, t)
+        if number == 2:
+            record["grader"] = ML_SSD
+        if number == 3:
+            record["problem_set"] = fewer
+        (sweep / str(number)).mkdir(parents=True)
+        (sweep / str(number) / "metrics.json").write_text(json.dumps(record))
+    summary = write_sweep_summary(sweep, STATS)
+    found = {c["job"]: c["stamp_differences"] for c in summary["comparisons"]}
+    assert found["2"] == ["job 0 and job 2 were graded by different grader profiles (job 0: "
+                          "default; job 2: ml_ssd)"]
+    assert found["3"] == [f"job 1 and job 3 were evaluated on different problem sets (job 1: "
+                          f"lcb_sample, 30 problems, ids sha256 {SAMPLE_SET['id_digest'][:12]}; "
+                          f"job 3: lcb_sample, 29 problems, ids sha256 "
+                          f"{fewer['id_digest'][:12]})"]
+    markdown = (sweep / "summary.md").read_text()
+    assert "**The jobs do not share one problem set and grader:**" in markdown
+    assert f"- {STATED}; jobs: job 0, job 1" in markdown
+    assert f"ids sha256 {fewer['id_digest'][:12]}; grader default" in markdown
+    assert "grader ml_ssd, the paper's released evaluator" in markdown
+    section = markdown.split("### job 2 against job 0")[1].split("###")[0]
+    assert "**Warning:** job 0 and job 2 were graded by different grader profiles" in section
+    # ... and each row says its own, in columns the table only has when the jobs differ
+    assert summary["columns"][-3:] == ["problem set", "ids sha256", "grader"]
+    row = next(r for r in summary["rows"] if r["job"] == "3")
+    assert (row["problem set"], row["ids sha256"], row["grader"]) == (
+        "lcb_sample", fewer["id_digest"][:12], "default")
 
 
 def test_one_model_sweep_has_intervals_and_no_comparison(tmp_path):
@@ -105,7 +161,8 @@ def grid_cell(tmp_path: Path, t_train: float, t_eval: float, rate: float, base_r
               seed: int) -> dict:
     def evaluation(run_dir: Path, p1: float) -> dict:
         return {"ks": [1, 5], "overall": {"pass@1": p1, "pass@5": p1},
-                "per_difficulty": {}, "problems": 30, "samples": 180, "run_dir": str(run_dir)}
+                "per_difficulty": {}, "problems": 30, "samples": 180, "run_dir": str(run_dir),
+                "problem_set": SAMPLE_SET, "grader": DEFAULT}
 
     ssd = write_results(tmp_path / "runs" / f"ssd-{t_train}-{t_eval}", rate, seed)
     base_dir = tmp_path / "runs" / f"base-{t_eval}"
@@ -150,6 +207,60 @@ def test_the_grid_report_compares_the_best_cell_and_each_cell_with_the_base_mode
     overall = expected.scopes["overall"][1]
     assert logged["grid/ssd_minus_base/pass@1/low"] == overall.difference.low
     assert logged["grid/ssd_minus_base/pass@1/p"] == overall.p_value
+
+    # The problem set and grader of every evaluation (4 SSD cells, 2 base settings), stated once.
+    assert f"Every evaluation (6): {STATED}." in markdown
+    [stamp] = summary["stamps"]
+    assert stamp["problem_set"] == SAMPLE_SET and stamp["grader"] == DEFAULT
+    assert len(stamp["evaluations"]) == 6 and "Warning" not in markdown
+    assert summary["best_vs_base_stamp_differences"] == []
+    [table] = sweep.glob("wandb/offline-run-*/files/media/table/grid/problem_sets_*.table.json")
+    assert json.loads(table.read_text())["data"] == [
+        ["lcb_sample", "every problem of lcb_sample.jsonl", "30", SAMPLE_SET["id_digest"][:12],
+         "default", 6]]
+
+
+def test_the_grid_report_warns_when_base_and_ssd_differ_and_reads_older_cells_stamps(
+        tmp_path):
+    sweep = tmp_path / "sweep"
+    cells = [grid_cell(tmp_path, 1.0, t_eval, rate, base, seed) for seed, (t_eval, rate, base)
+             in enumerate([(0.6, 0.45, 0.3), (1.0, 0.6, 0.35)])]
+    cells[1]["evaluations"][0]["grader"] = ML_SSD  # the best cell, graded by another profile
+    # A cell.json from before cells recorded them: the base evaluation's metrics.json has them.
+    base = cells[0]["base"]
+    del base["problem_set"], base["grader"]
+    fewer = set_record("lcb_sample", "every problem of lcb_sample.jsonl, the first 29 in file "
+                       "order", [f"q{j}" for j in range(29)])
+    (Path(base["run_dir"]) / "metrics.json").write_text(
+        json.dumps({"problem_set": fewer, "grader": DEFAULT}))
+    for number, cell in enumerate(cells):
+        (sweep / str(number)).mkdir(parents=True)
+        (sweep / str(number) / "cell.json").write_text(json.dumps(cell))
+    write_grid_report(sweep, OmegaConf.create({"logger": {"wandb": None, "csv": False},
+                                               "stats": STATS}))
+    summary = json.loads((sweep / "grid.json").read_text())
+    markdown = (sweep / "grid.md").read_text()
+
+    assert "**The evaluations do not share one problem set and grader:**" in markdown
+    assert (f"- problem set lcb_sample (every problem of lcb_sample.jsonl, the first 29 in file "
+            f"order): 29 problems, ids sha256 {fewer['id_digest'][:12]}; grader default") \
+        in markdown
+    assert "grader ml_ssd, the paper's released evaluator" in markdown
+    # The headline: the best cell (T_eval 1.0, ml_ssd) against the base model's best (T_eval 1.0)
+    assert summary["best_vs_base_stamp_differences"] == [
+        "base and SSD were graded by different grader profiles (base: default; SSD: ml_ssd)"]
+    headline = markdown.split("## Best cell")[1].split("## Each trained model")[0]
+    assert "**Warning:** base and SSD were graded by different grader profiles" in headline
+    at = {c["t_eval"]: c["stamp_differences"] for c in summary["comparisons_at_t_eval"]}
+    assert at[0.6] == [f"base and SSD were evaluated on different problem sets (base: lcb_sample, "
+                       f"29 problems, ids sha256 {fewer['id_digest'][:12]}; SSD: lcb_sample, 30 "
+                       f"problems, ids sha256 {SAMPLE_SET['id_digest'][:12]})"]
+    assert "- T_train 1, none, T_eval 0.6: **Warning:** base and SSD were evaluated on " \
+        "different problem sets" in markdown
+    # Every evaluation's row names its own, since they differ.
+    every = markdown.split("## Every evaluation")[1]
+    assert f"| lcb_sample | {SAMPLE_SET['id_digest'][:12]} | ml_ssd |" in every
+    assert f"| lcb_sample | {fewer['id_digest'][:12]} | default |" in every
 
 
 def test_the_stats_group_is_checked_with_one_line():
@@ -196,3 +307,15 @@ def test_a_real_evaluate_sweep_over_two_models_compares_them(tmp_path):
         jobs[item["job"]]["pass@1"] - jobs[item["reference_job"]]["pass@1"])
     assert d["difference"]["estimate"] > 0.3 and comparison["resamples"] == 1000
     assert set(comparison["scopes"]) == {"overall", "easy", "medium", "hard"}
+    # Both jobs' own records: one problem set (the fixture's every problem) and the default grader
+    [stamp] = summary["stamps"]
+    ids = [json.loads(line)["question_id"] for line in
+           (REPO / "tests/fixtures/lcb/official_sample.jsonl").read_text().splitlines()]
+    assert stamp["problem_set"]["problems"] == len(ids) and stamp["grader"]["name"] == "default"
+    assert stamp["problem_set"]["id_digest"] == set_record("", "", ids)["id_digest"]
+    markdown = (sweep / "summary.md").read_text()
+    assert (f"Every job (2): problem set {stamp['problem_set']['name']} "
+            f"({stamp['problem_set']['definition']}): {len(ids)} problems, ids sha256 "
+            f"{stamp['problem_set']['id_digest'][:12]}; grader default, the project's own") \
+        in markdown
+    assert item["stamp_differences"] == [] and "Warning" not in markdown

@@ -231,6 +231,11 @@ def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) 
     grid = json.loads((tmp_path / "first" / "grid.json").read_text())
     assert len(grid["rows"]) == 12 and {f["group"] for f in grid["fits"]} == {"none", "top20_p08"}
     assert (tmp_path / "first" / "heatmap_top20_p08.png").exists()
+    # every evaluation (12 SSD, 3 base) on the same 2 problems, under the default grader
+    [stamp] = grid["stamps"]
+    assert len(stamp["evaluations"]) == 15 and stamp["grader"]["name"] == "default"
+    assert stamp["problem_set"]["problems"] == 2
+    assert "Every evaluation (15): problem set " in (tmp_path / "first" / "grid.md").read_text()
 
     again = run_grid(tmp_path, "again", *GRID)
     assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,

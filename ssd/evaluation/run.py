@@ -60,6 +60,7 @@ from ssd.evaluation.problem_sets import (
     set_record,
 )
 from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
+from ssd.evaluation.stamps import describe_set
 from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
 from ssd.passk import ProblemResult, summarize
@@ -524,12 +525,6 @@ def sample_keys(problems: Sequence[Problem], n: int,
     for qid, index in completions:
         indices[qid].append(index)
     return [(p, i) for p in problems for i in sorted(indices[p.question_id])]
-
-
-def describe_set(record: dict[str, Any]) -> str:
-    """One line for people: name, definition, count and the digest's first 12 hex digits."""
-    return (f"problem set {record['name']} ({record['definition']}): {record['problems']} "
-            f"problems, ids sha256 {record['id_digest'][:12]}")
 
 
 def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, int]],

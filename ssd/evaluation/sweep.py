@@ -5,10 +5,14 @@ summary needs nothing but the sweep directory, whichever launcher ran the jobs (
 this process, or submitit on other machines). ``SweepSummary`` is the Hydra callback
 (``hydra.callbacks`` in conf/evaluate.yaml) that writes, into the sweep directory:
 
-    summary.md         the table (markdown), one row per job, sorted by the swept values and T,
-                       each pass@k with its bootstrap interval; when the sweep holds several
-                       models, each one's paired comparison with the first (``ssd.bootstrap``)
-    summary.json       the same rows, plus the best pass@1 and the comparisons
+    summary.md         the problem set (name, definition, count, id digest) and grader profile
+                       of the jobs (``ssd.evaluation.stamps``); the table (markdown), one row per
+                       job, sorted by the swept values and T, each pass@k with its bootstrap
+                       interval; when the sweep holds several models, each one's paired
+                       comparison with the first (``ssd.bootstrap``), with a warning where the
+                       two jobs' problem sets or graders differ
+    summary.json       the same rows, plus the best pass@1, the problem sets and graders
+                       (``stamps``) and the comparisons
     pass_at_k_vs_T.png pass@k against T: one panel per k, overall and per difficulty, one curve
                        per combination of the other swept values (e.g. per model)
 
@@ -34,6 +38,7 @@ from ssd.bootstrap import (
     problem_results,
 )
 from ssd.config import stats_options
+from ssd.evaluation import stamps
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.plotting import pyplot, save_figure
 from ssd.records import read_records
@@ -43,6 +48,9 @@ PLOT_NAME = "pass_at_k_vs_T.png"
 SHOWN_KEYS = {"decoding.T", "truncation.top_k", "truncation.top_p", "eval.n"}
 # Overrides that choose the model: jobs that differ only in these are paired for a comparison.
 MODEL_KEYS = {"model", "model.path", "model.name", "eval.completions"}
+# Each row's problem set and grader (every row has them; they are columns of the table only
+# when the jobs do not all share them; the text above the table states them in full).
+STAMP_COLUMNS = ["problem set", "ids sha256", "grader"]
 
 
 def _job_order(path: Path) -> tuple[Any, ...]:
@@ -119,6 +127,8 @@ def sweep_rows(records: Sequence[dict[str, Any]],
         columns += [f"pass@{k}", *([ci_column(k)] if intervals is not None else [])]
     columns += [f"pass@{k}/{d}" for k in ks for d in levels]
     columns += ["problems", "samples", "engine_starts"]
+    if len({json.dumps(stamps.stamp(r), sort_keys=True) for r in records}) > 1:
+        columns += STAMP_COLUMNS
     rows = []
     for index, record in enumerate(records):
         overrides = _override_values(record)
@@ -136,6 +146,8 @@ def sweep_rows(records: Sequence[dict[str, Any]],
                     f"pass@{k}")
         row.update(problems=record.get("problems"), samples=record.get("samples"),
                    engine_starts=record.get("engine_starts"), run_dir=record.get("run_dir"))
+        name, _, _, digest, grader = stamps.cells(record)
+        row.update({"problem set": name, "ids sha256": digest, "grader": grader})
         rows.append(row)
     rows.sort(key=lambda r: ([str(r[k]) for k in swept],
                              r["T"] if r["T"] is not None else float("inf")))
@@ -225,7 +237,8 @@ def sweep_comparisons(records: Sequence[dict[str, Any]],
                       results: Sequence[list[ProblemResult] | None], stats: dict[str, Any]
                       ) -> list[dict[str, Any]]:
     """The paired bootstrap of every (reference, other) pair of jobs (``paired_jobs``) whose
-    results.jsonl files are both there."""
+    results.jsonl files are both there, with how the two jobs' problem sets or graders differ
+    (``stamp_differences``; empty when they agree)."""
     found = []
     for a, b in paired_jobs(records):
         if results[a] is None or results[b] is None:
@@ -234,7 +247,10 @@ def sweep_comparisons(records: Sequence[dict[str, Any]],
         comparison = compare(results[a], results[b], ks=ks, label_a=model_label(records[a]),
                              label_b=model_label(records[b]), **stats)
         found.append({"reference_job": records[a]["job"], "job": records[b]["job"],
-                      "comparison": comparison})
+                      "comparison": comparison,
+                      "stamp_differences": stamps.differences(
+                          records[a], records[b], f"job {records[a]['job']}",
+                          f"job {records[b]['job']}")})
     return found
 
 
@@ -246,8 +262,10 @@ def comparison_markdown(found: Sequence[dict[str, Any]]) -> str:
     for item in found:
         comparison = item["comparison"]
         header, rows = comparison_table(comparison)
-        lines += [f"### job {item['job']} against job {item['reference_job']}", "",
-                  markdown_table(header, [dict(zip(header, row, strict=True)) for row in rows]),
+        lines += [f"### job {item['job']} against job {item['reference_job']}", ""]
+        if item["stamp_differences"]:
+            lines += [stamps.warning(item["stamp_differences"]), ""]
+        lines += [markdown_table(header, [dict(zip(header, row, strict=True)) for row in rows]),
                   comparison_note(comparison), ""]
     return "\n".join(lines)
 
@@ -270,7 +288,9 @@ def write_sweep_summary(sweep_dir: Path, stats: dict[str, Any] | None = None
     best = best_row(rows)
     plotted = plot_sweep(records, rows, sweep_dir / PLOT_NAME)
     comparisons = sweep_comparisons(records, results, stats)
-    header = f"# evaluate sweep: {len(rows)} jobs\n\n"
+    found = stamps.groups((f"job {r['job']}", r) for r in records)
+    header = (f"# evaluate sweep: {len(rows)} jobs\n\n"
+              + "\n".join(stamps.group_lines(found, "job")) + "\n\n")
     footer = (f"\nbest pass@1: {_cell(best['pass@1'])} (job {best['job']}, T={_cell(best['T'])})\n"
               if best else "")
     footer += ("\nIntervals: bootstrap over each job's problems (ssd/bootstrap.py).\n"
@@ -278,11 +298,11 @@ def write_sweep_summary(sweep_dir: Path, stats: dict[str, Any] | None = None
     (sweep_dir / "summary.md").write_text(header + table + footer
                                           + comparison_markdown(comparisons))
     summary = {"sweep_dir": str(sweep_dir), "columns": columns, "rows": rows, "best": best,
-               "plot": PLOT_NAME if plotted else None,
+               "plot": PLOT_NAME if plotted else None, "stamps": found,
                "comparisons": [{**item, "comparison": item["comparison"].to_dict()}
                                for item in comparisons]}
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(table + footer + f"evaluate sweep: summary in {sweep_dir}")
+    print(header + table + footer + f"evaluate sweep: summary in {sweep_dir}")
     return summary
 
 

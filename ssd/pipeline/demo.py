@@ -21,14 +21,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ssd.bootstrap import comparison_table
 from ssd.config import is_int, is_number, require, stats_options
 from ssd.identity import config_values, stage_identity
 from ssd.pipeline.lab import check_lab, lab_headline, run_lab
 from ssd.pipeline.report import (
     DemoRecords,
     load_records,
+    paired_comparisons,
     pass_header,
     pass_rows,
+    stamp_rows,
     write_report,
 )
 from ssd.pipeline.stages import (
@@ -205,8 +208,11 @@ def _write_state(out: Path, cfg: DictConfig, stages: list[StageRun], estimate: d
 
 
 def log_report(cfg: DictConfig, out: Path, records: DemoRecords) -> None:
-    """The report's base-vs-SSD table as a W&B table, and each evaluation's pass@k, in one W&B
-    run in the demo directory (with demo.logger=wandb; the stages log their own runs)."""
+    """The report's tables in one W&B run in the demo directory (with demo.logger=wandb; the
+    stages log their own runs): each evaluation's pass@k; per benchmark, the paired bootstrap of
+    SSD against base (``demo/<benchmark>/ssd_minus_base/pass@<k>`` with ``/low``, ``/high`` and
+    ``/p``, and its table); the base-vs-SSD table; each evaluation's problem set and grader."""
+    from ssd.evaluation.stamps import COLUMNS
     from ssd.tracking import log_wandb
 
     logger = OmegaConf.load(CONF_DIR / "logger" / f"{cfg.demo.logger}.yaml")
@@ -214,12 +220,20 @@ def log_report(cfg: DictConfig, out: Path, records: DemoRecords) -> None:
         return
     metrics = {f"demo/{e.role}/{e.benchmark}/pass@{k}": float(e.metrics["overall"][f"pass@{k}"])
                for e in records.evaluations for k in e.metrics.get("ks", [])}
+    tables = {"demo/base_vs_ssd": (pass_header(records.evaluations),
+                                   pass_rows(records.evaluations)),
+              "demo/evaluations": (["benchmark", "model", *COLUMNS],
+                                   stamp_rows(records.evaluations))}
+    for benchmark, comparison in paired_comparisons(records).items():
+        for k, d in comparison.scopes["overall"].items():
+            prefix = f"demo/{benchmark}/ssd_minus_base/pass@{k}"
+            metrics.update({prefix: d.difference.estimate, f"{prefix}/low": d.difference.low,
+                            f"{prefix}/high": d.difference.high, f"{prefix}/p": d.p_value})
+        tables[f"demo/{benchmark}/comparison"] = comparison_table(comparison)
     attached = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     attached.logger = logger  # the W&B run's config: the demo's, plus its logger
-    log_wandb(attached, out, stage="demo",
-              run_id=f"demo-{out.name}", metrics=metrics,
-              tables={"demo/base_vs_ssd": (pass_header(records.evaluations),
-                                           pass_rows(records.evaluations))})
+    log_wandb(attached, out, stage="demo", run_id=f"demo-{out.name}", metrics=metrics,
+              tables=tables)
 
 
 def format_duration(seconds: float) -> str:

@@ -144,13 +144,15 @@ def evaluate_overrides(cfg: DictConfig, choices: Sequence[str], model: Path | No
 
 # -- one cell ------------------------------------------------------------------------------------
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """What the grid reads from an evaluate.py metrics.json. The run directory made absolute
-    (evaluate.py ran in this process's working directory): the grid report reads its
-    results.jsonl for the bootstrap, from wherever the report is written."""
+    """What the grid reads from an evaluate.py metrics.json, its problem set and grader
+    included (the grid report states them). The run directory made absolute (evaluate.py ran in
+    this process's working directory): the grid report reads its results.jsonl for the
+    bootstrap, from wherever the report is written."""
     run_dir = record.get("run_dir")
     return {"ks": record["ks"], "overall": record["overall"],
             "per_difficulty": record["per_difficulty"], "problems": record["problems"],
-            "samples": record["samples"],
+            "samples": record["samples"], "problem_set": record.get("problem_set"),
+            "grader": record.get("grader"),
             "run_dir": str(Path(run_dir).resolve()) if run_dir else None}
 
 

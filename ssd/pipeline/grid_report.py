@@ -4,7 +4,10 @@
 pipeline.py multirun has ended; ``write_grid_report(sweep_dir)`` does the work from the jobs'
 ``cell.json`` files (and the results.jsonl of the evaluations they name, for the bootstrap
 intervals and the paired base-vs-SSD comparisons of ``ssd.bootstrap``), so it also runs after a
-SLURM array (or by hand on a partial sweep).
+SLURM array (or by hand on a partial sweep). The report states the problem set (name, definition,
+count, id digest) and grader profile of its evaluations (``ssd.evaluation.stamps``; from the
+evaluations' metrics.json where a cell from before they were recorded lacks them), and warns
+where a base-vs-SSD comparison is between two problem sets or two graders.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ssd.bootstrap import (
     passk_intervals,
     problem_results,
 )
+from ssd.evaluation import stamps
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent, table
@@ -69,7 +73,7 @@ def grid_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "eval_truncation": cell.get("eval_truncation"),
                 "pass@1": _pass(e["overall"], 1), "pass@5": _pass(e["overall"], 5),
                 "per_difficulty": {d: _pass(b, 1) for d, b in e["per_difficulty"].items()},
-                "run_dir": e.get("run_dir"),
+                "run_dir": e.get("run_dir"), **stamps.stamp(e),
             }
     return [rows[k] for k in sorted(rows)]
 
@@ -94,7 +98,7 @@ def base_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             rows[key] = {"t_eval": cell["t_eval"], "truncation": cell["eval_truncation"],
                          "pass@1": _pass(cell["base"]["overall"], 1),
                          "pass@5": _pass(cell["base"]["overall"], 5),
-                         "run_dir": cell["base"].get("run_dir")}
+                         "run_dir": cell["base"].get("run_dir"), **stamps.stamp(cell["base"])}
     return [rows[k] for k in sorted(rows)]
 
 
@@ -123,6 +127,38 @@ def training_set_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             rows[(cell["truncation"], cell["t_train"])] = {
                 "t_train": cell["t_train"], "truncation": cell["truncation"], **found}
     return [rows[key] for key in sorted(rows)]
+
+
+def fill_stamps(cells: Sequence[dict[str, Any]]) -> None:
+    """Give each evaluation of ``cells`` that lacks its problem set or grader (a cell.json from
+    before the grid recorded them) those of its run directory's metrics.json, where found."""
+    for cell in cells:
+        for block in [*cell.get("evaluations", []), cell.get("base")]:
+            if not block or (block.get("problem_set") and block.get("grader")):
+                continue
+            path = Path(block.get("run_dir") or "") / "metrics.json"
+            if not block.get("run_dir") or not path.is_file():
+                continue
+            try:
+                found = stamps.stamp(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+            for key, value in found.items():
+                if not block.get(key):
+                    block[key] = value
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    if "checkpoint" in row:
+        return (f"SSD (T_train {row['t_train']:g}, {row['truncation']}, {row['checkpoint']}, "
+                f"T_eval {row['t_eval']:g})")
+    return f"base (T_eval {row['t_eval']:g}, {row['truncation']})"
+
+
+def stamp_groups(rows: Sequence[dict[str, Any]], bases: Sequence[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """The distinct problem sets and graders of the grid's evaluations (``stamps.groups``)."""
+    return stamps.groups((_row_label(r), r) for r in [*rows, *bases])
 
 
 def read_results(rows: Sequence[dict[str, Any]]) -> dict[str, list[ProblemResult]]:
@@ -172,7 +208,9 @@ def same_decoding_comparisons(best_rows: Sequence[dict[str, Any]],
                                                           row.get("eval_truncation"))),
                                      results, stats)
         if comparison is not None:
-            found.append({"row": row, "comparison": comparison})
+            base = by_decoding[(row["t_eval"], row.get("eval_truncation"))]
+            found.append({"row": row, "comparison": comparison,
+                          "stamp_differences": stamps.differences(base, row)})
     return found
 
 
@@ -199,6 +237,16 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
     rows = grid_rows(cells)
     best_rows = best_over_checkpoints(rows)
     bases = base_rows(cells)
+    found = stamp_groups(rows, bases)
+    shared = len(found) == 1
+    stamp_header = [] if shared else ["problem set", "ids sha256", "grader"]
+
+    def stamp_cells(row: dict[str, Any]) -> list[str]:
+        if shared:
+            return []
+        name, _, _, digest, grader = stamps.cells(row)
+        return [name, digest, grader]
+
     add_intervals([*rows, *bases], results, stats)
     fits = fit_groups(teff_records(best_rows))
     fit_table = summary_rows(fits)
@@ -212,6 +260,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
              f"(T_train x training truncation), {len({r['t_eval'] for r in rows})} T_eval "
              f"value(s), "
              f"checkpoints: {first.get('checkpoints')}; {len(rows)} evaluations.", "",
+             *stamps.group_lines(found), "",
              "## Best cell against the base model (Section 3.3)", ""]
     if best is not None:
         lines.append(f"- SSD: pass@1 {percent(best['pass@1'])} at T_train {best['t_train']:g}, "
@@ -221,8 +270,12 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
         lines.append(f"- Base model, best decode-only setting in the grid: pass@1 "
                      f"{percent(base_best['pass@1'])} at T_eval {base_best['t_eval']:g} "
                      f"({base_best['truncation']} truncation).")
+    headline_differences = []
     if best is not None and base_best is not None:
         lines.append(f"- Change: {100 * (best['pass@1'] - base_best['pass@1']):+.1f} points.")
+        headline_differences = stamps.differences(base_best, best)
+        if headline_differences:
+            lines += ["", stamps.warning(headline_differences)]
     headline = base_comparison(best, base_best, results, stats)
     if headline is not None:
         header, table_rows = comparison_table(headline)
@@ -241,6 +294,11 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
                           c["row"]["checkpoint"], f"{c['row']['t_eval']:g}",
                           _difference(c["comparison"], 1), _difference(c["comparison"], 5)]
                          for c in at_t_eval])]
+        differing = [c for c in at_t_eval if c["stamp_differences"]]
+        if differing:
+            lines += ["", *[f"- T_train {c['row']['t_train']:g}, {c['row']['truncation']}, "
+                            f"T_eval {c['row']['t_eval']:g}: "
+                            f"{stamps.warning(c['stamp_differences'])}" for c in differing]]
     lines += ["", "## pass@1 against T_eff (best checkpoint per cell)", "",
               f"![pass@1 against T_eff]({TEFF_PNG})", "",
               table(["truncation", "points", "R²", "shape", "peak T_eff", "peak pass@1"],
@@ -250,12 +308,12 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
         lines += [f"![pass@1 over T_train x T_eval, {truncation}]"
                   f"({heatmap_name(truncation)})", ""]
     header = ["T_train", "truncation", "checkpoint", "T_eval", "T_eff", "pass@1", "pass@5",
-              *[f"pass@1/{d}" for d in levels], "pass@1 95% CI", "pass@5 95% CI"]
+              *[f"pass@1/{d}" for d in levels], "pass@1 95% CI", "pass@5 95% CI", *stamp_header]
     lines += ["## Every evaluation", "", table(header, [
         [f"{r['t_train']:g}", r["truncation"], r["checkpoint"], f"{r['t_eval']:g}",
          f"{r['t_eff']:.3g}", percent(r["pass@1"]), percent(r["pass@5"]),
          *[percent(r["per_difficulty"].get(d, math.nan)) for d in levels],
-         _interval_cell(r, 1), _interval_cell(r, 5)] for r in rows])]
+         _interval_cell(r, 1), _interval_cell(r, 5), *stamp_cells(r)] for r in rows])]
     trained = training_set_rows(cells)
     if trained:
         lines += ["", "## Training sets", "", table(
@@ -265,18 +323,21 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
               t.get("open"), t.get("tokens")] for t in trained])]
     if bases:
         lines += ["", "## Base model (decode only)", "", table(
-            ["T_eval", "truncation", "pass@1", "pass@5", "pass@1 95% CI", "pass@5 95% CI"],
+            ["T_eval", "truncation", "pass@1", "pass@5", "pass@1 95% CI", "pass@5 95% CI",
+             *stamp_header],
             [[f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]), percent(b["pass@5"]),
-              _interval_cell(b, 1), _interval_cell(b, 5)] for b in bases])]
+              _interval_cell(b, 1), _interval_cell(b, 5), *stamp_cells(b)] for b in bases])]
     summary = {"rows": rows, "best_per_cell": best_rows, "base": bases, "fits": fit_table,
                "best": best, "base_best": base_best, "training_sets": trained,
+               "stamps": found, "best_vs_base_stamp_differences": headline_differences,
                "comparison": headline.to_dict() if headline is not None else None,
                "comparison_table": dict(zip(("columns", "rows"), comparison_table(headline),
                                             strict=True)) if headline is not None else None,
                "comparisons_at_t_eval": [
                    {key: c["row"][key] for key in ("t_train", "truncation", "checkpoint",
                                                    "t_eval")}
-                   | {"comparison": c["comparison"].to_dict()} for c in at_t_eval]}
+                   | {"comparison": c["comparison"].to_dict(),
+                      "stamp_differences": c["stamp_differences"]} for c in at_t_eval]}
     return "\n".join(lines) + "\n", summary
 
 
@@ -322,6 +383,7 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
     if not cells:
         print(f"pipeline report: no finished cell in {sweep_dir}")
         return None
+    fill_stamps(cells)
     stats = (stats_options(config) if config is not None and config.get("stats") is not None
              else {})
     markdown, summary = build_grid_report(cells, read_results([*grid_rows(cells),
@@ -347,7 +409,11 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
             metrics["grid/best_pass@1"] = best["pass@1"]
         if base_best is not None:
             metrics["grid/base_best_pass@1"] = base_best["pass@1"]
-        tables = {"grid/table": (columns, [[r[c] for c in columns] for r in summary["rows"]])}
+        tables = {"grid/table": (columns, [[r[c] for c in columns] for r in summary["rows"]]),
+                  # what the evaluations are about: problem set and grader, with how many
+                  "grid/problem_sets": ([*stamps.COLUMNS, "evaluations"],
+                                        [[*stamps.cells(g), len(g["evaluations"])]
+                                         for g in summary["stamps"]])}
         if summary["comparison"] is not None:
             # The best cell against the base model's best: the difference, interval, p-value.
             for name, d in summary["comparison"]["scopes"]["overall"].items():

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssd.bootstrap import compare, comparison_note, comparison_table, problem_results
+from ssd.bootstrap import Comparison, compare, comparison_note, comparison_table, problem_results
+from ssd.evaluation import stamps
 from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
 
@@ -236,21 +237,55 @@ def recorded_seconds(r: DemoRecords) -> dict[str, float]:
     return found
 
 
+def stamp_rows(evaluations: Sequence[EvalRecord]) -> list[list[str]]:
+    """Per evaluation: benchmark, model, then its problem set (name, definition, count, id
+    digest) and grader (``stamps.COLUMNS``)."""
+    return [[e.benchmark, ROLE_TITLES[e.role], *stamps.cells(e.metrics)] for e in evaluations]
+
+
+def stamp_differences(evaluations: Sequence[EvalRecord]) -> dict[str, list[str]]:
+    """Per benchmark evaluated by both models, how their problem sets or graders differ (only
+    benchmarks where they do)."""
+    found = {}
+    for benchmark in dict.fromkeys(e.benchmark for e in evaluations):
+        runs = {e.role: e for e in evaluations if e.benchmark == benchmark}
+        if "base" in runs and "ssd" in runs:
+            differences = stamps.differences(runs["base"].metrics, runs["ssd"].metrics)
+            if differences:
+                found[benchmark] = differences
+    return found
+
+
 # -- the report (pure) --------------------------------------------------------------------------
-def paired_sections(r: DemoRecords) -> list[str]:
-    """Per benchmark, the paired bootstrap of SSD against base on the same problems."""
-    lines = []
+def paired_comparisons(r: DemoRecords) -> dict[str, Comparison]:
+    """Per benchmark with both models' results, the paired bootstrap of SSD against base on the
+    same problems."""
+    found = {}
     for benchmark in dict.fromkeys(e.benchmark for e in r.evaluations):
         runs = {e.role: e for e in r.evaluations if e.benchmark == benchmark}
         if not ("base" in runs and "ssd" in runs and runs["base"].results
                 and runs["ssd"].results):
             continue
-        comparison = compare(problem_results(runs["base"].results),
-                             problem_results(runs["ssd"].results), label_a="base", label_b="SSD",
-                             **r.stats)
+        found[benchmark] = compare(problem_results(runs["base"].results),
+                                   problem_results(runs["ssd"].results), label_a="base",
+                                   label_b="SSD", **r.stats)
+    return found
+
+
+def paired_sections(r: DemoRecords,
+                    comparisons: Mapping[str, Comparison] | None = None) -> list[str]:
+    """Per benchmark, the paired bootstrap of SSD against base on the same problems, with a
+    warning where the two evaluations' problem sets or graders differ."""
+    if comparisons is None:
+        comparisons = paired_comparisons(r)
+    differing = stamp_differences(r.evaluations)
+    lines = []
+    for benchmark, comparison in comparisons.items():
         header, rows = comparison_table(comparison)
         lines += [f"Paired bootstrap, {benchmark} (points):", "", table(header, rows), "",
                   comparison_note(comparison), ""]
+        if benchmark in differing:
+            lines += [stamps.warning(differing[benchmark]), ""]
     return lines
 
 
@@ -363,6 +398,15 @@ def build_report(r: DemoRecords) -> str:
         + ("Per-difficulty rows are shown for benchmarks that label difficulty."
            if _labelled(r.evaluations) else
            "None of these benchmarks labels difficulty, so there are no per-difficulty rows."),
+        "",
+        "What each evaluation is about (the problem set's name, definition, problem count and "
+        "the sha256 of its sorted question ids; the grader profile):",
+        "",
+        table(["benchmark", "model", *stamps.COLUMNS], stamp_rows(r.evaluations)),
+        "",
+        *stamps.grader_lines(e.metrics for e in r.evaluations),
+        *[line for benchmark, found in stamp_differences(r.evaluations).items()
+          for line in ("", f"{benchmark}: {stamps.warning(found)}")],
         "",
         *paired_sections(r),
     ]
