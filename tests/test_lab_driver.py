@@ -329,3 +329,11 @@ def test_repeated_success_roles_are_refused() -> None:
 def test_zero_training_steps_fail_up_front() -> None:
     with pytest.raises(ConfigError, match=r"^lab\.train\.steps"):
         lab.check_lab(compose_stage("lab", ["lab.train.steps=0"]))
+
+
+def test_the_shipped_lab_benchmark_is_what_the_lab_writes_for_its_default_world(
+        tmp_path: Path) -> None:
+    world = lab.check_lab(compose_stage("lab", []))
+    files = lab.write_world_files(world, tmp_path)
+    shipped = Path(compose_stage("evaluate", ["eval=lab"]).eval.path)
+    assert shipped.read_text() == files.benchmark.read_text()
