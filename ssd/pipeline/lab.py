@@ -401,13 +401,16 @@ def run_lab(cfg: DictConfig) -> Path:
             t_best = planned_best(world, model_dir, top_p)
             result = evaluate_model(ctx, f"ssd-{entry['name']}", model_dir, evaluation, [t_best],
                                     label)
-            ablations.append((entry["name"], values, result, t_best, stages))
+            ablations.append((entry["name"], values, result, t_best, [*stages, result.stage]))
 
     summary = summarise(world, lab, base, ssd, best, ablations)
     summary["timing"] = {
         "total_s": round(time.perf_counter() - started, 1), "base_fit_s": round(fit_s, 1),
-        "stages": [{"stage": s.name, "computed": s.computed, "wall_s": s.wall_s}
-                   for s in [*ssd_stages, base.stage, ssd.stage] if s is not None]}
+        "stages": [{"stage": f"{label} {s.name}".strip(), "computed": s.computed,
+                    "wall_s": s.wall_s}
+                   for label, group in [("", [*ssd_stages, base.stage, ssd.stage]),
+                                        *((f"ablation {a[0]}", a[4]) for a in ablations)]
+                   for s in group if s is not None]}
     figure = plot_curves(out / FIGURE_FILE, world, lab, base, ssd, summary)
     write_json_atomic(out / RESULT_FILE, summary)
     report = out / REPORT_FILE
