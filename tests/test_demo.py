@@ -33,6 +33,7 @@ from ssd.pipeline.report import (
     EvalRecord,
     build_report,
     clip,
+    decontamination_cell,
     fence,
     loss_points,
     pass_rows,
@@ -141,6 +142,7 @@ def test_report_has_settings_counts_curve_tables_examples_and_the_caveat() -> No
     assert "| SSD model evaluation (T_eval) | T=1.1, top-k 20, top-p 0.8" in report
     assert "| base model evaluation (baseline) | T=0.7, top-k 20, top-p 0.8" in report
     assert "| training | 8 steps x 4 sequences, max_seq_len 1024" in report
+    assert "| decontamination | none requested (data.decontaminate=[]) |" in report
     # generation counts, every drop reason
     assert "| kept for training | 13 |" in report
     assert "| cut at max_tokens (policy) | 6 (keep_open) |" in report
@@ -540,3 +542,9 @@ def test_a_changed_filter_in_the_demo_refilters_and_retrains_but_never_resamples
     ssd_runs = {s["run_dir"] for state in states for s in state["stages"]
                 if s["name"] == "evaluate ssd lcb_sample"}
     assert len(ssd_runs) == 2
+
+
+def test_the_report_states_the_pools_decontamination() -> None:
+    record = {"sets": ["lcb_v6"], "checked": 64, "overlapping": 2, "shares_any_ngram": 35}
+    assert decontamination_cell(record) == (
+        "64 prompts checked against lcb_v6: 2 overlapping dropped (35 share any 8-gram)")

@@ -257,6 +257,15 @@ def stamp_differences(evaluations: Sequence[EvalRecord]) -> dict[str, list[str]]
 
 
 # -- the report (pure) --------------------------------------------------------------------------
+def decontamination_cell(record: Mapping[str, Any] | None) -> str:
+    """What generate's run record says about the pool's check against evaluation sets."""
+    if not record:
+        return "none requested (data.decontaminate=[])"
+    return (f"{record['checked']} prompts checked against {', '.join(record['sets'])}: "
+            f"{record['overlapping']} overlapping dropped ({record['shares_any_ngram']} share "
+            "any 8-gram)")
+
+
 def paired_comparisons(r: DemoRecords) -> dict[str, Comparison]:
     """Per benchmark with both models' results, the paired bootstrap of SSD against base on the
     same problems."""
@@ -322,6 +331,7 @@ def build_report(r: DemoRecords) -> str:
             ["generation (T_train)", f"T={dec.get('T')}, top-k {trunc.get('top_k')}, top-p "
                                      f"{trunc.get('top_p')}, N={dec.get('n')}, max_tokens "
                                      f"{dec.get('max_tokens')}, seed {dec.get('seed')}"],
+            ["decontamination", decontamination_cell(r.generate.get("decontamination"))],
             ["filter", ", ".join(f"{k}={v}" for k, v in filt.get("settings", {}).items())],
             ["training", f"{trainer.get('max_steps')} steps x {trainer.get('global_batch_size')} "
                          f"sequences, max_seq_len {trainer.get('max_seq_len')}, "
