@@ -412,15 +412,18 @@ def run_lab(cfg: DictConfig) -> Path:
                                         *((f"ablation {a[0]}", a[4]) for a in ablations)]
                    for s in group if s is not None]}
     figure = plot_curves(out / FIGURE_FILE, world, lab, base, ssd, summary)
-    write_json_atomic(out / RESULT_FILE, summary)
-    report = out / REPORT_FILE
-    report.write_text(report_markdown(world, lab, summary, figure.name))
     if logger == "wandb":
         from ssd.tracking import log_wandb
 
         flat = {f"lab/{k}": v for k, v in summary["headline"].items() if isinstance(v, float)}
-        summary["wandb"] = log_wandb(cfg, out, stage="lab", run_id=f"lab-{out.name}",
-                                     metrics=flat)
+        columns = ["model", "t", "sampled", "exact", "se", "z"]
+        summary["wandb"] = log_wandb(
+            cfg, out, stage="lab", run_id=f"lab-{out.name}", metrics=flat,
+            tables={"lab/points": (columns, [[p[c] for c in columns]
+                                             for p in summary["points"]])})
+    write_json_atomic(out / RESULT_FILE, summary)
+    report = out / REPORT_FILE
+    report.write_text(report_markdown(world, lab, summary, figure.name))
     head = summary["headline"]
     print(f"lab: gain {100 * head['gain']:+.2f} pp (95% CI {100 * head['gain_low']:+.2f} to "
           f"{100 * head['gain_high']:+.2f}); report {report}", flush=True)
