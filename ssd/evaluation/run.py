@@ -60,7 +60,6 @@ from ssd.evaluation.problem_sets import (
     set_record,
 )
 from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
-from ssd.evaluation.stamps import describe_set
 from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
 from ssd.passk import ProblemResult, summarize
@@ -77,6 +76,7 @@ from ssd.sampling import (
     sample_seed,
     sampling_params,
 )
+from ssd.stamps import describe_set
 from ssd.tracking import log_wandb, write_csv
 
 STAGE = "eval"  # prefix of every logged metric name

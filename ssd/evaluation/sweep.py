@@ -6,7 +6,7 @@ this process, or submitit on other machines). ``SweepSummary`` is the Hydra call
 (``hydra.callbacks`` in conf/evaluate.yaml) that writes, into the sweep directory:
 
     summary.md         the problem set (name, definition, count, id digest) and grader profile
-                       of the jobs (``ssd.evaluation.stamps``); the table (markdown), one row per
+                       of the jobs (``ssd.stamps``); the table (markdown), one row per
                        job, sorted by the swept values and T, each pass@k with its bootstrap
                        interval; when the sweep holds several models, each one's paired
                        comparison with the first (``ssd.bootstrap``), with a warning where the
@@ -29,6 +29,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ssd import stamps
 from ssd.bootstrap import (
     Interval,
     compare,
@@ -38,7 +39,6 @@ from ssd.bootstrap import (
     problem_results,
 )
 from ssd.config import stats_options
-from ssd.evaluation import stamps
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.plotting import pyplot, save_figure
 from ssd.records import read_records

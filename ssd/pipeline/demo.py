@@ -212,7 +212,7 @@ def log_report(cfg: DictConfig, out: Path, records: DemoRecords) -> None:
     stages log their own runs): each evaluation's pass@k; per benchmark, the paired bootstrap of
     SSD against base (``demo/<benchmark>/ssd_minus_base/pass@<k>`` with ``/low``, ``/high`` and
     ``/p``, and its table); the base-vs-SSD table; each evaluation's problem set and grader."""
-    from ssd.evaluation.stamps import COLUMNS
+    from ssd.stamps import COLUMNS
     from ssd.tracking import log_wandb
 
     logger = OmegaConf.load(CONF_DIR / "logger" / f"{cfg.demo.logger}.yaml")

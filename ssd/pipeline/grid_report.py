@@ -5,7 +5,7 @@ pipeline.py multirun has ended; ``write_grid_report(sweep_dir)`` does the work f
 ``cell.json`` files (and the results.jsonl of the evaluations they name, for the bootstrap
 intervals and the paired base-vs-SSD comparisons of ``ssd.bootstrap``), so it also runs after a
 SLURM array (or by hand on a partial sweep). The report states the problem set (name, definition,
-count, id digest) and grader profile of its evaluations (``ssd.evaluation.stamps``; from the
+count, id digest) and grader profile of its evaluations (``ssd.stamps``; from the
 evaluations' metrics.json where a cell from before they were recorded lacks them), and warns
 where a base-vs-SSD comparison is between two problem sets or two graders.
 """
@@ -21,6 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ssd import stamps
 from ssd.analysis import ResultRecord, fit_groups, plot_teff, summary_rows
 from ssd.bootstrap import (
     Comparison,
@@ -30,7 +31,6 @@ from ssd.bootstrap import (
     passk_intervals,
     problem_results,
 )
-from ssd.evaluation import stamps
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent, table

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssd import stamps
 from ssd.bootstrap import Comparison, compare, comparison_note, comparison_table, problem_results
-from ssd.evaluation import stamps
 from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
 
