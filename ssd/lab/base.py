@@ -81,15 +81,14 @@ def _teacher_tensor(world: World) -> torch.Tensor:
                                   for p in range(len(world.prompts))]), dtype=torch.float32)
 
 
-def _prefix_batch(world: World, teacher: torch.Tensor, prompt_ids: torch.Tensor, vocab_size: int,
-                  batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _prefix_batch(teacher: torch.Tensor, success: torch.Tensor, prompt_ids: torch.Tensor,
+                  vocab_size: int, batch: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Input ids (prompt + ``depth`` world tokens) and per-position soft targets."""
     n_prompts, depth, v = teacher.shape
     first_world = len(SPECIAL_TOKENS)
     prompt = torch.randint(0, n_prompts, (batch,), generator=generator)
     mode = torch.randint(0, 4, (batch,), generator=generator)  # 0-1 teacher, 2 uniform, 3 success
-    success = torch.tensor([[world.success_paths(p)[0][d] for d in range(depth)]
-                            for p in range(n_prompts)])
     tokens = torch.empty(batch, depth, dtype=torch.long)
     for d in range(depth):
         drawn = torch.multinomial(teacher[prompt, d], 1, generator=generator).squeeze(1)
@@ -123,6 +122,8 @@ def fit_base(world: World, settings: FitSettings, folder: Path) -> None:
     torch.manual_seed(settings.seed)
     model = Qwen3ForCausalLM(config)
     teacher = _teacher_tensor(world)
+    # each prompt's first success path: the prefixes the success probability is made of
+    success = torch.tensor([world.success_paths(p)[0] for p in range(len(world.prompts))])
     prompt_ids = torch.tensor([tokenizer.apply_chat_template(
         [{"role": "user", "content": p.text}], add_generation_prompt=True, tokenize=True,
         return_dict=False) for p in world.prompts])
@@ -139,8 +140,8 @@ def fit_base(world: World, settings: FitSettings, folder: Path) -> None:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     start = prompt_ids.shape[1] - 1  # the position that predicts the first world token
     for _ in range(settings.steps):
-        ids, target = _prefix_batch(world, teacher, prompt_ids, len(tokenizer),
-                                   settings.batch, generator)
+        ids, target = _prefix_batch(teacher, success, prompt_ids, len(tokenizer),
+                                    settings.batch, generator)
         logits = model(input_ids=ids).logits[:, start:]
         loss = -(target * logits.log_softmax(-1)).sum(-1).mean()
         optimizer.zero_grad()

@@ -403,7 +403,8 @@ def run_lab(cfg: DictConfig) -> Path:
                                     label)
             ablations.append((entry["name"], values, result, t_best, [*stages, result.stage]))
 
-    summary = summarise(world, lab, base, ssd, best, ablations)
+    models = lab_models(world, lab, base, ssd)
+    summary = summarise(world, lab, models, base, ssd, best, ablations)
     summary["timing"] = {
         "total_s": round(time.perf_counter() - started, 1), "base_fit_s": round(fit_s, 1),
         "stages": [{"stage": f"{label} {s.name}".strip(), "computed": s.computed,
@@ -411,7 +412,7 @@ def run_lab(cfg: DictConfig) -> Path:
                    for label, group in [("", [*ssd_stages, base.stage, ssd.stage]),
                                         *((f"ablation {a[0]}", a[4]) for a in ablations)]
                    for s in group if s is not None]}
-    figure = plot_curves(out / FIGURE_FILE, world, lab, base, ssd, summary)
+    figure = plot_curves(out / FIGURE_FILE, world, lab, models, base, ssd, summary)
     if logger == "wandb":
         from ssd.tracking import log_wandb
 
@@ -480,14 +481,32 @@ def sharpening(world: World, lab: Mapping[str, Any], base: ToyModel, ssd: ToyMod
     return rows
 
 
-def summarise(world: World, lab: Mapping[str, Any], base: Evaluated, ssd: Evaluated,
-              best: Mapping[str, float], ablations: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
-    top_p = float(lab["eval"]["top_p"])
+@dataclass(frozen=True)
+class LabModels:
+    """The four path-product models the summary and the figure are made of."""
+
+    teacher: ToyModel  # the world's teacher (analytic)
+    student: ToyModel  # its ideal SSD student (analytic)
+    base: ToyModel     # the fitted base, rows read off vLLM
+    ssd: ToyModel      # the SSD model, rows read off vLLM
+
+
+def lab_models(world: World, lab: Mapping[str, Any], base: Evaluated, ssd: Evaluated
+               ) -> LabModels:
     s = lab["ssd"]
     teacher = teacher_model(world)
-    student = ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"]))
-    base_model = learned_model("base", world, base.rows, base.vocab)
-    ssd_learned = learned_model("ssd", world, ssd.rows, ssd.vocab)
+    return LabModels(
+        teacher, ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"])),
+        learned_model("base", world, base.rows, base.vocab),
+        learned_model("ssd", world, ssd.rows, ssd.vocab))
+
+
+def summarise(world: World, lab: Mapping[str, Any], models: LabModels, base: Evaluated,
+              ssd: Evaluated, best: Mapping[str, float], ablations: Sequence[tuple[Any, ...]]
+              ) -> dict[str, Any]:
+    top_p = float(lab["eval"]["top_p"])
+    teacher, student = models.teacher, models.student
+    base_model, ssd_learned = models.base, models.ssd
     analytic = {"teacher": _optimum(teacher, top_p), "student": _optimum(student, top_p),
                 "paper_teacher": _optimum(teacher, top_p, PAPER_T_RANGE),
                 "paper_student": _optimum(student, top_p, PAPER_T_RANGE)}
@@ -548,22 +567,17 @@ def lab_headline(report: Path) -> str:
         "", ""])
 
 
-def plot_curves(path: Path, world: World, lab: Mapping[str, Any], base: Evaluated,
-                ssd: Evaluated, summary: Mapping[str, Any]) -> Path:
+def plot_curves(path: Path, world: World, lab: Mapping[str, Any], models: LabModels,
+                base: Evaluated, ssd: Evaluated, summary: Mapping[str, Any]) -> Path:
     """Figure 14 from a real pipeline: analytic teacher/student curves, the learned models' exact
     curves, the sampled points with 2-SE bars."""
     plt = pyplot()
     top_p = float(lab["eval"]["top_p"])
-    s = lab["ssd"]
-    teacher = teacher_model(world)
-    student = ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"]))
     fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
-    curves = ((teacher, "analytic teacher (paper)", "--", "tab:orange"),
-              (student, "analytic SSD student (paper)", "--", "tab:blue"),
-              (learned_model("base", world, base.rows, base.vocab), "fitted base, exact (vLLM)",
-               "-", "tab:orange"),
-              (learned_model("ssd", world, ssd.rows, ssd.vocab), "SSD model, exact (vLLM)", "-",
-               "tab:blue"))
+    curves = ((models.teacher, "analytic teacher (paper)", "--", "tab:orange"),
+              (models.student, "analytic SSD student (paper)", "--", "tab:blue"),
+              (models.base, "fitted base, exact (vLLM)", "-", "tab:orange"),
+              (models.ssd, "SSD model, exact (vLLM)", "-", "tab:blue"))
     for model, label, style, color in curves:
         temps, values = success_curve(model, top_p, (T_RANGE[0], 2.5))
         ax.plot(temps, 100 * values, style, color=color, label=label,
