@@ -113,6 +113,14 @@ class SFTModule(L.LightningModule):
         self._last_step_end: float | None = None
         self.matmul_dtype: str | None = None  # what the first step's matmuls computed in
 
+    def load_model(self) -> torch.nn.Module:
+        """The HF causal LM to train, in fp32, from ``model_path`` (bench/gpu_check.py overrides
+        this to build one from a config alone, random weights and no files)."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32,
+                                                    attn_implementation=self.attention)
+
     @property
     def sharded(self) -> bool:
         """FSDP2 shards the model only across several processes (one process: no copies)."""
@@ -124,11 +132,9 @@ class SFTModule(L.LightningModule):
         if self.model is not None:
             return
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-        from transformers import AutoModelForCausalLM
 
         register_packed_sdpa()
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32,
-                                                     attn_implementation=self.attention)
+        model = self.load_model()
         model.config.use_cache = False
         chunk_mlps(model)
         if self.activation_checkpointing:
