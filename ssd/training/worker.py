@@ -107,6 +107,27 @@ def _loggers(cfg: DictConfig, out: Path) -> list[Any]:
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
+def lightning_trainer(world_size: int, num_nodes: int, max_steps: int, **options: Any
+                      ) -> L.Trainer:
+    """The Lightning trainer of one rank (``train``; bench/gpu_check.py): this node's devices,
+    data parallel over every process, fp32 weights, the step loop alone (the step dataset deals
+    rows to ranks itself; no validation). ``options``: loggers, callbacks and the like."""
+    return L.Trainer(
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        devices=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+        num_nodes=num_nodes,
+        strategy=DataParallelStrategy(world_size),
+        precision="32-true",  # mixed precision is the module's (FSDP2's policy, or autocast)
+        max_steps=max_steps,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **options,
+    )
+
+
 def train(cfg: DictConfig) -> None:
     from transformers import AutoTokenizer
 
@@ -145,21 +166,11 @@ def train(cfg: DictConfig) -> None:
                                   filename=CHECKPOINT_PREFIX + "{step:06d}",
                                   auto_insert_metric_name=False,
                                   every_n_train_steps=t.save_every_n_steps, save_top_k=1)
-    trainer = L.Trainer(
-        accelerator="gpu" if gpu else "cpu",
-        devices=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
-        num_nodes=t.num_nodes,
-        strategy=DataParallelStrategy(world_size),
-        precision="32-true",  # mixed precision is the module's (FSDP2's policy, or autocast)
-        max_steps=t.max_steps,
+    trainer = lightning_trainer(
+        world_size, t.num_nodes, t.max_steps,
         logger=_loggers(cfg, out),
         callbacks=[checkpoints, HFExport(out / "hf", t.save_every_n_steps, cfg.model_resolved)],
         enable_progress_bar=cfg.progress,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         default_root_dir=out,
     )
     loader = DataLoader(StepDataset(examples, cfg, rank, world_size, tokenizer.pad_token_id
