@@ -9,7 +9,7 @@ ACCEL ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.setup-$(ACCEL)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench clean-venv
+.PHONY: setup demo test test-fast lint docs bench clean-venv
 
 setup: $(STAMP)
 
@@ -50,6 +50,10 @@ test-fast: setup
 # would rewrite wholesale.
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# The documentation site (docs/ -> site/), strict: a broken link or an unlisted page fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: setup
 	$(PY) bench/generate_overhead.py
