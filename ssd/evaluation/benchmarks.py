@@ -37,6 +37,9 @@ HUB_FILES = (
 )
 
 
+PROGRAM_LANGUAGES = ("python", "bash")
+
+
 @dataclass(frozen=True)
 class Test:
     __test__ = False  # not a pytest test class, despite the name
@@ -72,6 +75,15 @@ class Problem:
     # split is known (offline sets: public tests only; check scripts). The ml_ssd grader
     # profile runs the private tests alone.
     public_tests: int | None = None
+    # Whole-program problems (HumanEval-Shell, CruxEval): the checked code is a complete program
+    # in this language, built by the caller from the model's answer and the problem's tests,
+    # which passes when it exits with status 0. No `tests`.
+    program_language: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.program_language not in (None, *PROGRAM_LANGUAGES):
+            raise ValueError(f"program_language {self.program_language!r}: must be one of "
+                             f"{', '.join(PROGRAM_LANGUAGES)}")
 
     @property
     def private_tests(self) -> list[Test]:
@@ -79,10 +91,12 @@ class Problem:
 
     @property
     def kind(self) -> str:
-        """'exact' (a lab world's answers), 'check' (check script), 'functional' (call-based)
-        or 'stdin'."""
+        """'exact' (a lab world's answers), 'program' (a whole program, judged by its exit
+        status), 'check' (check script), 'functional' (call-based) or 'stdin'."""
         if self.answers:
             return "exact"
+        if self.program_language is not None:
+            return "program"
         if self.check_script is not None:
             return "check"
         if self.tests and self.tests[0].testtype == "functional":
@@ -103,6 +117,7 @@ class Problem:
                 self.prelude,
                 self.public_tests,
                 list(self.answers),
+                self.program_language,
             ]
         )
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -15,6 +15,11 @@ returned, and decide here, in the trusted process.
 * check scripts (HumanEval `check(candidate)`, LeetCode `check(Solution().f)`): the trusted test
   code runs here, in the evaluator, against a proxy `candidate` that forwards each call to the
   sandbox. The candidate never sees the assertions or the expected values.
+* whole programs (HumanEval-Shell, CruxEval: `Problem.program_language`): the program holds its
+  own checks and passes on exit status 0 (`program_verdict`). The status comes from the sandbox
+  template that reaps the program, so nothing the program writes can claim a pass; exiting with
+  status 0 on its own can, as in the reference harnesses (MultiPL-E, CruxEval), which judge the
+  same way.
 
 The grader profiles `lcb` and `ml_ssd` (graders.py) swap the call-based rules for the reference
 graders' (`CallRules`) and may drop the per-test limit (`Clock`); the comparisons still run here,
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +39,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from ssd.evaluation.benchmarks import Problem
-from ssd.sandbox import SandboxFailure, codec
+from ssd.sandbox import ProgramRun, SandboxFailure, codec
 
 DETAIL_CHARS = 300
 
@@ -224,6 +231,61 @@ PROJECT_CALL_RULES = CallRules(parse_call_input, parse_json, call_result_matches
 
 def _clip(text: str) -> str:
     return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "..."
+
+
+def _clip_tail(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else "..." + text[-DETAIL_CHARS:]
+
+
+# -- whole programs: the verdict from how the program ended ----------------------------------------
+_PYTHON_COMPILE_ERRORS = ("SyntaxError", "IndentationError", "TabError")
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _failed_status(language: str, code: int, stderr: str) -> str:
+    """The reason for a nonzero exit status. A failed check is 'wrong_answer': Python's uncaught
+    AssertionError, or bash's status 1 with nothing on stderr (a `[[ ... ]]` test under
+    `set -e`, as MultiPL-E's tests check)."""
+    if language == "python":
+        exception = _last_line(stderr).split(":", 1)[0]
+        if exception == "AssertionError":
+            return "wrong_answer"
+        if exception == "MemoryError":
+            return "memory"
+        return "compile_error" if exception in _PYTHON_COMPILE_ERRORS else "runtime_error"
+    if "syntax error" in stderr:
+        return "compile_error"
+    return "wrong_answer" if code == 1 and not stderr.strip() else "runtime_error"
+
+
+def program_verdict(run: ProgramRun, language: str, max_output_bytes: int) -> Verdict:
+    """A whole program passes when it exits with status 0 within its time limit, writing at
+    most `max_output_bytes` to each of stdout and stderr."""
+    if not run.exited:
+        return Verdict(False, "timeout", "time limit exceeded", 0, 1)
+    if max(run.stdout_bytes, run.stderr_bytes) > max_output_bytes:
+        return Verdict(False, "output_limit", f"more than {max_output_bytes} bytes", 0, 1)
+    status = run.status
+    if status is None:
+        return Verdict(False, "runtime_error", "no exit status", 0, 1)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return Verdict(False, "timeout", "CPU time limit exceeded", 0, 1)
+        if sig == signal.SIGXFSZ:
+            return Verdict(False, "output_limit", "file size limit exceeded", 0, 1)
+        detail = f"killed by {signal.Signals(sig).name}: {run.stderr_tail.strip()}"
+        return Verdict(False, "runtime_error", _clip_tail(detail), 0, 1)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return Verdict(True, None, "", 1, 1)
+    stderr = run.stderr_tail.strip()
+    detail = _clip_tail(f"exit status {code}: {stderr}" if stderr else f"exit status {code}")
+    return Verdict(False, _failed_status(language, code, run.stderr_tail), detail, 0, 1)
 
 
 # -- drivers ----------------------------------------------------------------------------------

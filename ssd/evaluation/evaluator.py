@@ -23,6 +23,7 @@ from ssd.evaluation.benchmarks import Problem, Test
 from ssd.evaluation.checking import (
     Clock,
     Verdict,
+    program_verdict,
     run_call_tests,
     run_check_script,
     run_stdin_tests,
@@ -89,6 +90,8 @@ class Evaluator:
     def budget_s(self, problem: Problem) -> float:
         if self.problem_budget_s is not None:
             return self.problem_budget_s
+        if problem.kind == "program":  # one run: the time limit binds the whole program
+            return self.limits.time_limit_s
         return (self.limits.time_limit_s + 1) * max(1, len(self.tests(problem))) + 5
 
     def cache_key(self, problem: Problem, code: str) -> str:
@@ -102,6 +105,9 @@ class Evaluator:
 
     def check_response(self, problem: Problem, response: str) -> Verdict:
         """Extract the program from a model response (the profile's rule), then check it."""
+        if problem.kind == "program":
+            raise ValueError(f"problem {problem.question_id} is a whole program: build it from "
+                             "the response (its benchmark's module), then call check")
         extracted = self.profile.extract(response)
         if extracted.code is None:
             return Verdict(False, "no_code", extracted.reason or "", 0, len(problem.tests))
@@ -110,12 +116,13 @@ class Evaluator:
     def check_many(self, pairs: Sequence[tuple[Problem, str | None]]) -> list[Verdict]:
         """Verdicts in input order; programs run in parallel on the worker pool.
 
-        Raises ValueError for a problem without tests (it would pass vacuously)."""
+        Raises ValueError for a problem without tests (it would pass vacuously); check-script
+        and whole-program problems hold their checks in their code."""
         results: list[Verdict | None] = [None] * len(pairs)
         pending: dict[str, list[int]] = {}
         jobs: list[tuple[str, Problem, str]] = []
         for i, (problem, code) in enumerate(pairs):
-            if problem.kind != "check" and not problem.tests:
+            if problem.kind not in ("check", "program") and not problem.tests:
                 raise ValueError(f"problem {problem.question_id} has no tests")
             if code is None or not code.strip():
                 results[i] = Verdict(False, "no_code", "empty program", 0, len(problem.tests))
@@ -169,6 +176,8 @@ class Evaluator:
         raise AssertionError("unreachable")
 
     def _run_once(self, problem: Problem, code: str) -> Verdict:
+        if problem.kind == "program":
+            return self._run_program(problem, code)
         budget = self.budget_s(problem)
         tests = self.tests(problem)
         total = len(tests) if problem.kind != "check" else 1
@@ -188,6 +197,16 @@ class Evaluator:
                     return run_stdin_tests(session, tests, clock)
             except SandboxFailure as failure:
                 return _refine(failure, slot.last_reap, total)
+
+    def _run_program(self, problem: Problem, code: str) -> Verdict:
+        language = str(problem.program_language)
+        job = {"kind": "program", "language": language, "code": code}
+        with self.sandbox.slot() as slot:
+            try:
+                run = slot.run_program(job, self.limits, self.budget_s(problem))
+            except SandboxFailure as failure:  # the child died before taking the program
+                return _refine(failure, slot.last_reap, 1)
+        return program_verdict(run, language, self.limits.max_output_bytes)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

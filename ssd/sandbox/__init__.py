@@ -6,6 +6,13 @@ the in-sandbox harness (``_harness.py``) over the wire format of ``codec.py``. `
 the few Linux calls Python 3.11 lacks (also used by ``ssd.processes``).
 """
 
-from ssd.sandbox.pool import Limits, Sandbox, SandboxError, SandboxFailure, SandboxInfo
+from ssd.sandbox.pool import (
+    Limits,
+    ProgramRun,
+    Sandbox,
+    SandboxError,
+    SandboxFailure,
+    SandboxInfo,
+)
 
-__all__ = ["Limits", "Sandbox", "SandboxError", "SandboxFailure", "SandboxInfo"]
+__all__ = ["Limits", "ProgramRun", "Sandbox", "SandboxError", "SandboxFailure", "SandboxInfo"]

@@ -11,6 +11,9 @@ harness can at most send answers it computed itself.
 Standard library only; imported by the template before it forks so the LiveCodeBench prelude
 modules are already loaded in every child.
 
+A job of kind "program" is a whole program in Python or bash (``run_program``): the harness
+hangs up first and the program runs to its end; the template reports its exit status.
+
 A job's ``io`` says how the program meets its input and output. "real" (the project's own
 semantics): real file descriptors 0 and 1, the module run as ``__main__``. "lcb" and "ml_ssd"
 reproduce the two reference graders' runners (the grader profiles of
@@ -29,6 +32,7 @@ import json
 import os
 import random
 import resource
+import signal
 import socket
 import sys
 import time
@@ -358,6 +362,55 @@ def _set_exits(io_mode: str) -> None:
             setattr(builtins, name, sys.exit)
 
 
+def _exit_status(exc: SystemExit) -> int:
+    """The status ``python program.py`` exits with on this SystemExit."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run_program(language: str, code: str) -> int:
+    """Run a whole program as its interpreter would from a file; returns its exit status.
+
+    bash replaces this process (exec), so the status the template reaps is bash's own. Python
+    runs here, in the already-warm interpreter, as ``__main__`` with the interpreter's defaults
+    (no prelude, recursion limit 1,000): an uncaught exception prints its traceback and exits
+    with 1, SystemExit as ``python`` handles it. Unlike ``python program.py``, threads still
+    running when the module ends are not waited for.
+    """
+    if language == "bash":
+        with open("program.sh", "w", encoding="utf-8") as f:
+            f.write(code)
+        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: give bash and
+        # its commands the defaults a shell has (`yes | head -1` ends by SIGPIPE).
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.execvp("bash", ["bash", "program.sh"])
+    _set_exits("real")
+    try:
+        compiled = compile(code, "program.py", "exec")
+    except (SyntaxError, ValueError) as exc:  # ValueError: a null byte in the source
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        sys.stderr.flush()
+        return 1
+    try:
+        exec(compiled, _fresh_globals(False, "__main__"))
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException as exc:  # the traceback without this function's frame, as python's
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        traceback.print_exception(type(exc), exc, tb)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):  # EFBIG past the output cap: seen by its size
+            stream.flush()
+    return status
+
+
 def serve(fd: int) -> int:
     """Answer requests until the evaluator says bye or hangs up. Returns the exit status."""
     channel = _Channel(fd)
@@ -365,6 +418,9 @@ def serve(fd: int) -> int:
     if job is None:
         return 3
     channel.nonce = job["nonce"]
+    if job["kind"] == "program":
+        channel.sock.close()  # a whole program's verdict is its exit status, seen by the template
+        return run_program(job["language"], job["code"])
     sys.setrecursionlimit(job.get("recursion_limit", RECURSION_LIMIT))
     # The program's int->str digit limit (0: none); results cross the wire without decimal
     # conversion of big ints (codec), so the limit only binds what the program itself converts.

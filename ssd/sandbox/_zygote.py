@@ -12,6 +12,9 @@ next child's memory image, so keeping it ignorant keeps expected outputs out of 
 Per run, the forked child (still root) puts itself into fresh mount, network and IPC namespaces,
 mounts private tmpfs instances over the world-writable directories, applies rlimits, sets
 no_new_privs, drops to the slot uid and only then serves requests via `_harness.serve`.
+A whole program (a job of kind "program") gets memory files from the evaluator as stdout and
+stderr; the evaluator asks the template to `wait` for the child's exit, and the exit status the
+template reaps is the program's verdict.
 After the run the template kills the child's process group, then any remaining process of the slot
 uid (`kill(-1)` from a helper running as that uid) and reaps everything: it is a child subreaper, so
 even daemons that escaped the group with setsid are reparented to it and cannot outlive the run.
@@ -20,10 +23,12 @@ even daemons that escaped the group with setsid are reparented to it and cannot 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -184,7 +189,9 @@ class Template:
         return self._fork_probe(body)
 
     # -- one run ----------------------------------------------------------------------------
-    def fork_child(self, sock_fd: int, limits: dict[str, Any]) -> tuple[int, str | None]:
+    def fork_child(self, sock_fd: int, limits: dict[str, Any], output_fds: list[int]
+                   ) -> tuple[int, str | None]:
+        """output_fds: the child's stdout and stderr (a whole program's), or none (/dev/null)."""
         host_dir = None
         if not self.namespaces:
             host_dir = tempfile.mkdtemp(prefix="ssd-run-", dir=self.run_root)
@@ -194,13 +201,14 @@ class Template:
         if pid == 0:
             code = 125
             try:
-                self._become_sandboxed(sock_fd, limits, host_dir)
+                self._become_sandboxed(sock_fd, limits, host_dir, output_fds)
                 code = _harness.serve(SOCK_FD)
             finally:
                 os._exit(code)
         return pid, host_dir
 
-    def _become_sandboxed(self, sock_fd: int, limits: dict[str, Any], host_dir: str | None) -> None:
+    def _become_sandboxed(self, sock_fd: int, limits: dict[str, Any], host_dir: str | None,
+                          output_fds: list[int]) -> None:
         os.setsid()
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         run_dir = host_dir
@@ -221,10 +229,12 @@ class Template:
         ):
             resource.setrlimit(res, (soft, hard))
         devnull = os.open(os.devnull, os.O_RDWR)
-        if sock_fd != SOCK_FD:
-            os.dup2(sock_fd, SOCK_FD)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
+        # fds 0-3 become stdin, stdout, stderr and the socket. The received fds may sit on any of
+        # those numbers, so each is first copied above them all (F_DUPFD: the lowest free >= 16).
+        wanted = [devnull, *(output_fds or [devnull, devnull]), sock_fd]
+        parked = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in wanted]
+        for target, fd in enumerate(parked):
+            os.dup2(fd, target)
         os.closerange(SOCK_FD + 1, 1 << 16)
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot regain privileges
         if self.userns and self.namespaces:
@@ -254,6 +264,16 @@ class Template:
         if host_dir is not None:
             shutil.rmtree(host_dir, ignore_errors=True)
         return {"op": "reaped", "status": status, "exited_first": exited_first, "leaked": leaked}
+
+    def wait(self, pid: int, timeout_s: float) -> bool:
+        """Whether the child exits within ``timeout_s`` (it stays unreaped for `reap`)."""
+        pidfd = os.pidfd_open(pid)
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            return bool(poller.poll(max(0, int(timeout_s * 1000))))
+        finally:
+            os.close(pidfd)
 
     def _children(self) -> list[int]:
         try:
@@ -336,13 +356,16 @@ class Template:
             msg = json.loads(data)
             if msg["op"] == "run":
                 try:
-                    running = self.fork_child(fds[0], msg["limits"])
+                    running = self.fork_child(fds[0], msg["limits"], fds[1:3])
                     reply: dict[str, Any] = {"op": "started", "pid": running[0]}
                 except Exception as exc:
                     reply = {"op": "error", "error": f"{type(exc).__name__}: {exc}"}
                 for fd in fds:
                     os.close(fd)
                 self.ctl.send(json.dumps(reply).encode())
+            elif msg["op"] == "wait":
+                exited = running is not None and self.wait(running[0], msg["timeout_s"])
+                self.ctl.send(json.dumps({"op": "waited", "exited": exited}).encode())
             elif msg["op"] == "reap":
                 reply = {"op": "reaped", "status": None, "leaked": 0}
                 if running is not None:

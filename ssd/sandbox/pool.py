@@ -58,6 +58,7 @@ ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
 LOCK_DIRS = ("/run/ssd-sandbox", os.path.join(tempfile.gettempdir(), "ssd-sandbox-locks"))
 CONTROL_TIMEOUT_S = 30.0
 FRAME_OVERHEAD = 1 << 16
+TAIL_BYTES = 4096  # of a whole program's stderr, kept for the verdict's detail
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,18 @@ class SandboxInfo:
     hidden_paths: list[str]
     interpreter: str
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    """How a whole program ended (`Slot.run_program`). The exit status comes from the template,
+    which reaps the program, never from anything the program could write."""
+
+    exited: bool  # ended on its own within the time limit
+    status: int | None  # its wait status (`os.waitstatus_to_exitcode`), None if never reaped
+    stdout_bytes: int
+    stderr_bytes: int
+    stderr_tail: str  # the last TAIL_BYTES of what it wrote to stderr
 
 
 class SandboxFailure(Exception):
@@ -319,9 +332,12 @@ class Slot:
 
     @contextlib.contextmanager
     def run(
-        self, job: dict[str, Any], limits: Limits, budget_s: float, input_bytes: int = 0
+        self, job: dict[str, Any], limits: Limits, budget_s: float, input_bytes: int = 0,
+        outputs: tuple[int, int] | None = None,
     ) -> Iterator[Session]:
-        """Start a sandboxed child, send it `job`, yield the session; always clean up after."""
+        """Start a sandboxed child, send it `job`, yield the session; always clean up after.
+
+        outputs: files for the child's stdout and stderr (default /dev/null)."""
         assert self.ctl is not None
         self.last_reap = {}
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -329,7 +345,7 @@ class Slot:
             rlimits = limits.rlimits(budget_s, input_bytes)
             msg = json.dumps({"op": "run", "limits": rlimits}).encode()
             try:
-                self._send_ctl(msg, [child.fileno()])
+                self._send_ctl(msg, [child.fileno(), *(outputs or ())])
                 started = self._recv_ctl()
             finally:
                 child.close()
@@ -343,6 +359,31 @@ class Slot:
         finally:
             parent.close()  # a child still blocked on its socket sees EOF
             self.last_reap = self._reap()
+
+    def run_program(self, job: dict[str, Any], limits: Limits, timeout_s: float) -> ProgramRun:
+        """Run a whole program (`job` of kind "program") until it exits or `timeout_s` (plus the
+        grace) passes; then everything it started is killed. Its stdout and stderr go to memory
+        files of this process, capped by the sandbox's file-size limit."""
+        out, err = os.memfd_create("stdout"), os.memfd_create("stderr")
+        try:
+            with self.run(job, limits, timeout_s, outputs=(out, err)):
+                exited = self._wait(timeout_s + limits.grace_s)
+            err_bytes = os.fstat(err).st_size
+            tail = os.pread(err, TAIL_BYTES, max(0, err_bytes - TAIL_BYTES))
+            return ProgramRun(exited, self.last_reap.get("status"), os.fstat(out).st_size,
+                              err_bytes, tail.decode("utf-8", errors="replace"))
+        finally:
+            os.close(out)
+            os.close(err)
+
+    def _wait(self, timeout_s: float) -> bool:
+        assert self.ctl is not None
+        self._send_ctl(json.dumps({"op": "wait", "timeout_s": timeout_s}).encode())
+        self.ctl.settimeout(timeout_s + CONTROL_TIMEOUT_S)
+        try:
+            return bool(self._recv_ctl()["exited"])
+        finally:
+            self.ctl.settimeout(CONTROL_TIMEOUT_S)
 
     def _reap(self) -> dict[str, Any]:
         self._send_ctl(json.dumps({"op": "reap"}).encode())
