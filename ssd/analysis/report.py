@@ -10,6 +10,7 @@ into ``out`` and prints a table.
     command=tokens   tokens.json, contexts.jsonl, tokens.png, entropy_decomposition.png
     command=teff     teff.json, teff.png
     command=decontaminate   decontamination.json (a prompt pool against evaluation sets)
+    command=transfer transfer.md, transfer.json (Table 5: two transfer suites, base vs SSD)
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ssd import config as checks
 from ssd.analysis import teff, tokens, toy
 from ssd.analysis.decontamination import run_decontaminate
+from ssd.analysis.transfer import run_transfer
 from ssd.config import ConfigError, is_int, is_number, require
 from ssd.data.decontamination import EvalSetLoader
 from ssd.data.prompts import DataError, chat_messages, load_pool
 from ssd.records import read_records
 from ssd.sampling import chat_prompt_ids, sample_seed
 
-COMMANDS = ("toy", "tokens", "teff", "decontaminate")
+COMMANDS = ("toy", "tokens", "teff", "decontaminate", "transfer")
 
 
 def run_analysis(cfg: DictConfig, out: str | Path, eval_sets: EvalSetLoader | None = None
@@ -47,6 +49,10 @@ def run_analysis(cfg: DictConfig, out: str | Path, eval_sets: EvalSetLoader | No
     if command == "decontaminate":
         payload = run_decontaminate(cfg, eval_sets)
         _write_json(folder / "decontamination.json", payload)
+        return payload
+    if command == "transfer":
+        payload = run_transfer(cfg, folder)
+        _write_json(folder / "transfer.json", payload)
         return payload
     runner = {"toy": run_toy, "tokens": run_tokens, "teff": run_teff}[command]
     return runner(cfg, folder)

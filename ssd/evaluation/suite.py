@@ -4,6 +4,7 @@ between jobs with the same engine settings, as a temperature sweep does).
 
     python evaluate.py eval=transfer model.path=<model>      # the paper's Table 5, seven sets
     python evaluate.py eval=transfer eval.limit=3            # the first 3 problems of every set
+    python evaluate.py eval=transfer eval.completions=<dir>  # <dir>/<set>.jsonl, no model
 
 Every member is an ordinary evaluation run (``run_evaluation`` on the composed config with the
 member preset as its ``eval`` group): its own content-addressed run directory, resume, identity
@@ -55,7 +56,7 @@ PRESETS = REPO_ROOT / "conf" / "eval"
 INDEX_VERSION = 1
 # Keys of a suite's eval group that every member takes when they are not null.
 PASSED_WHEN_SET = ("limit", "n", "ks")
-PASSED = ("grader", "workers", "completions")  # evaluate.yaml's eval keys
+PASSED = ("grader", "workers")  # evaluate.yaml's eval keys, the same for every member
 # Table 5's column names for the transfer presets; other members are named by their preset.
 COLUMNS = {"aime24": "AIME'24", "aime25": "AIME'25", "humaneval": "HumanEval Py",
            "humaneval_sh": "HumanEval Sh", "cruxeval_input": "CruxEval I",
@@ -74,6 +75,8 @@ def member_config(cfg: DictConfig, name: str) -> DictConfig:
     values = OmegaConf.load(PRESETS / f"{name}.yaml")
     passed = {key: e[key] for key in PASSED}
     passed.update({key: e[key] for key in PASSED_WHEN_SET if e[key] is not None})
+    passed["completions"] = (None if e.completions is None
+                             else str(Path(e.completions) / f"{name}.jsonl"))
     member = cfg.copy()
     with open_dict(member):
         member.eval = OmegaConf.merge(values, passed)
@@ -89,9 +92,10 @@ def check_suite(cfg: DictConfig) -> list[DictConfig]:
         "a non-empty list of distinct conf/eval presets, e.g. [aime24, mmlu]")
     if any(OmegaConf.load(PRESETS / f"{m}.yaml").get("format") == SUITE for m in members):
         raise ConfigError(f"eval.suite={list(members)}: a suite cannot hold a suite")
-    require(cfg, "eval.completions", lambda v: v is None,
-            "null for a suite: score completions made elsewhere one set at a time, "
-            "eval=<preset> eval.completions=<file>")
+    require(cfg, "eval.completions", lambda v: v is None or all(
+        (Path(v) / f"{m}.jsonl").is_file() for m in members),
+            "null, or a folder holding <set>.jsonl for every set of eval.suite (completions made "
+            "elsewhere, or earlier runs' results.jsonl: scored without a model)")
     require(cfg, "eval.limit", lambda v: v is None or (is_int(v) and v >= 1),
             "an integer >= 1 (the first problems of every set), or null for whole sets")
     require(cfg, "eval.n", lambda v: v is None or (is_int(v) and v >= 1),
@@ -105,6 +109,9 @@ def check_suite(cfg: DictConfig) -> list[DictConfig]:
 def suite_dir(cfg: DictConfig, identity: str) -> Path:
     if cfg.output_dir:
         return Path(cfg.output_dir)
+    if cfg.eval.completions is not None:
+        return (Path("runs") / "evaluate" / "completions" / cfg.eval.name
+                / f"{Path(cfg.eval.completions).name}-{identity}")
     t = cfg.truncation
     name = f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}-{identity}"
     return (Path("runs") / "evaluate" / model_label(cfg.model.name, cfg.model.path)
@@ -132,7 +139,7 @@ def member_entry(name: str, metrics: dict[str, Any], records: list[dict[str, Any
         "problems": metrics["problems"], "samples": metrics["samples"], "n": metrics["n"],
         "reasons": metrics["reasons"],
         "failures": {reason: metrics["reasons"].get(reason, 0) for reason in FAILURES},
-        "problem_set": metrics["problem_set"], "grader": metrics["grader"]["name"],
+        "problem_set": metrics["problem_set"], "grader": metrics["grader"],
         "messages": messages,
     }
     if fmt == "mmlu":  # a problem's difficulty label is its subject
@@ -155,11 +162,13 @@ def one_model_markdown(index: dict[str, Any]) -> str:
     row = [index["model_name"] or str(index["model"]),
            *(f"{_percent(e['value'])} [{_percent(e['low'])}, {_percent(e['high'])}]"
              for e in entries)]
+    decoding, truncation = index["decoding"], index["truncation"]
+    how = (f"decoding T={decoding['T']}, top-k {truncation['top_k']}, top-p "
+           f"{truncation['top_p']}, max_tokens {decoding['max_tokens']}" if decoding
+           else "scored from given completions")
     lines = [f"# Out-of-domain transfer: {row[0]}", "",
-             f"Model `{index['model']}`; decoding T={index['decoding']['T']}, top-k "
-             f"{index['truncation']['top_k']}, top-p {index['truncation']['top_p']}, max_tokens "
-             f"{index['decoding']['max_tokens']}; {index['engine_starts']} engine start(s) in "
-             "this process.", "",
+             f"Model `{index['model']}`; {how}; {index['engine_starts']} engine start(s) in this "
+             "process.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
              "| " + " | ".join(row) + " |", "",
              "Percent, with 95% bootstrap intervals over each set's problems (ssd/bootstrap.py). "
@@ -205,10 +214,14 @@ def run_suite(cfg: DictConfig) -> Path:
         records = [r for r in records if r["question_id"] in wanted]
         entries.append(member_entry(member.eval.name, metrics, records, stats, first))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    index = {"suite": cfg.eval.name, "identity": identity, "model": cfg.model.path,
-             "model_name": cfg.model.name,
-             "decoding": OmegaConf.to_container(members[0].decoding, resolve=True),
-             "truncation": OmegaConf.to_container(cfg.truncation, resolve=True),
+    sampled = cfg.eval.completions is None
+    index = {"suite": cfg.eval.name, "identity": identity,
+             "model": cfg.model.path if sampled else f"completions {cfg.eval.completions}",
+             "model_name": cfg.model.name if sampled else None,
+             "decoding": OmegaConf.to_container(members[0].decoding, resolve=True)
+             if sampled else None,
+             "truncation": OmegaConf.to_container(cfg.truncation, resolve=True)
+             if sampled else None,
              "engine_starts": engine_module.engine_starts, "stats": stats,
              "seconds": round(time.perf_counter() - started, 3), "benchmarks": entries,
              "config": resolved}
