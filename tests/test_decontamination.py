@@ -180,3 +180,24 @@ def test_bad_decontamination_input_fails_with_one_line(tmp_path):
     [line] = cli_error("generate", ["model=tiny", "data.decontaminate=[lcb_v7]"], tmp_path)
     assert line.startswith("error: data.decontaminate=['lcb_v7']: 'lcb_v7' is neither a "
                            "conf/eval preset")
+
+
+TRANSFER_SETS = {"aime24": 30, "aime25": 30, "humaneval": 164, "humaneval_sh": 158,
+                 "cruxeval_input": 800, "cruxeval_output": 800, "mmlu": 14_042}
+
+
+def test_the_transfer_suite_stands_for_its_seven_sets_and_a_planted_copy_is_caught():
+    sets = check_eval_sets(compose("generate", ["data.decontaminate=[transfer,aime24]"]),
+                           "data.decontaminate")
+    assert sets == list(TRANSFER_SETS)  # expanded, aime24 once
+    for name in ("aime24", "aime25", "humaneval", "mmlu"):  # loaded as evaluate.py loads them
+        assert len(eval_set_problems(name)) == TRANSFER_SETS[name]
+    aime = eval_set_problems("aime25")
+    mmlu = [p for p in eval_set_problems("mmlu") if len(ngrams(p.statement)) >= 20]
+    pool = [prompt("Write a program that reads n and prints the sum of 1..n."),
+            prompt(f"Solve this, then print the answer.\n\n{aime[3].statement}"),
+            prompt(f"Quiz:\n{mmlu[100].statement}")]
+    check = check_pool(pool, [*aime, *mmlu])
+    assert check.overlapping == {pool[1].prompt_id, pool[2].prompt_id}
+    record = check_record(check, ["aime25", "mmlu"])
+    assert record["overlapping"] == 2 and record["overlapping_by_set"] == {"aime25": 1, "mmlu": 1}

@@ -1,7 +1,9 @@
 """Evaluation sets named outside evaluate.py (generate's ``data.decontaminate``, analyze's
 ``decontaminate.sets``): a ``conf/eval`` preset name (``lcb_v6``), a preset over a local copy of
 its data (``lcb_v6:/data/code_generation_lite.jsonl``: the preset's problem set, as evaluate.py's
-``eval=lcb_v6 eval.path=<file>``), or a benchmark file (all its problems).
+``eval=lcb_v6 eval.path=<file>``), or a benchmark file (all its problems). A suite preset
+(``transfer``: ``format: suite``) stands for its members, so ``data.decontaminate=[transfer]``
+checks all seven sets of the paper's Table 5.
 
 This core module checks such a name and says what it stands for (the values that choose its
 problems, and its file's content identity, for the sampling identity) without loading any
@@ -30,6 +32,14 @@ SELECTING_KEYS = ("name", "format", "path", "problem_set", "start_date", "end_da
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def suite_members(spec: str) -> list[str] | None:
+    """The member presets of a suite preset (``format: suite``); None for anything else."""
+    if spec not in preset_names():
+        return None
+    values = OmegaConf.load(PRESETS / f"{spec}.yaml")
+    return list(values.suite) if values.get("format") == "suite" else None
 
 
 def split_spec(spec: str) -> tuple[str | None, str | None]:
@@ -86,4 +96,5 @@ def check_eval_sets(cfg: DictConfig, key: str) -> list[str]:
                               ".jsonl.gz (HumanEval)")
     if len(set(value)) != len(value):
         raise ConfigError(f"{key}={list(value)}: names a set twice")
-    return list(value)
+    expanded = [member for spec in value for member in suite_members(spec) or [spec]]
+    return list(dict.fromkeys(expanded))  # a set named alone and in a suite is checked once
