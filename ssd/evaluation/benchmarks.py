@@ -41,6 +41,14 @@ PROGRAM_LANGUAGES = ("python", "bash")
 
 
 @dataclass(frozen=True)
+class BuiltProgram:
+    """A whole-program problem's program, built from a model's answer, or why there is none."""
+
+    program: str | None
+    reason: str | None = None  # None when built; else why not (e.g. "no_code_block", "calls_f")
+
+
+@dataclass(frozen=True)
 class Test:
     __test__ = False  # not a pytest test class, despite the name
 
@@ -62,9 +70,12 @@ class Problem:
     func_name: str | None
     # Check-script problems (HumanEval, LeetCode `check(candidate)`): `check_script` defines
     # `check(candidate)` and runs in the evaluator against the sandboxed `entry_point` expression.
+    # Whole-program problems keep here the code their program ends with (HumanEval-Shell's tests).
     check_script: str | None = None
     entry_point: str | None = None
-    code_prefix: str = ""  # prepended to the candidate's code (HumanEval: the prompt)
+    # Prepended to the candidate's code (HumanEval: the prompt); whole-program problems: the code
+    # their program starts with (HumanEval-Shell's prompt, CruxEval's function).
+    code_prefix: str = ""
     helpers: str = ""  # trusted code the check script may use (HumanEval: the prompt's helpers)
     prelude: bool = True  # run under LiveCodeBench's star-import prelude
     # Lab worlds (ssd.evaluation.lab): the completions that succeed, as text; no program runs.

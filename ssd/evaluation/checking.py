@@ -31,6 +31,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -239,6 +240,8 @@ def _clip_tail(text: str) -> str:
 
 # -- whole programs: the verdict from how the program ended ----------------------------------------
 _PYTHON_COMPILE_ERRORS = ("SyntaxError", "IndentationError", "TabError")
+# bash's parser; its arithmetic errors ("((: x >= : syntax error: operand expected") are runtime
+_BASH_PARSE_ERROR = re.compile(r"syntax error(?: near unexpected token|: unexpected end of file)")
 
 
 def _last_line(text: str) -> str:
@@ -257,7 +260,7 @@ def _failed_status(language: str, code: int, stderr: str) -> str:
         if exception == "MemoryError":
             return "memory"
         return "compile_error" if exception in _PYTHON_COMPILE_ERRORS else "runtime_error"
-    if "syntax error" in stderr:
+    if _BASH_PARSE_ERROR.search(stderr):
         return "compile_error"
     return "wrong_answer" if code == 1 and not stderr.strip() else "runtime_error"
 
