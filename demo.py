@@ -21,7 +21,7 @@ from ssd.pipeline.stages import run_driver
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
-    run_driver("demo", lambda: run_demo(cfg))
+    run_driver("demo", lambda: run_demo(cfg), cfg)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from ssd.pipeline.stages import run_driver
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="lab")
 def main(cfg: DictConfig) -> None:
-    run_driver("lab", lambda: run_lab(cfg))
+    run_driver("lab", lambda: run_lab(cfg), cfg)
 
 
 if __name__ == "__main__":

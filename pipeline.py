@@ -19,7 +19,7 @@ from ssd.pipeline.stages import run_driver
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    run_driver("pipeline", lambda: run_cell(cfg, job_dir()))
+    run_driver("pipeline", lambda: run_cell(cfg, job_dir()), cfg)
 
 
 if __name__ == "__main__":

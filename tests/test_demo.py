@@ -378,6 +378,7 @@ class Resumed:
     samples_before: os.stat_result   # generate's samples.jsonl when the demo was killed
     stdout: str                      # the rerun's output
     dirs: dict[str, Path]            # the stage directories, as the driver computes them
+    stderr: str = ""
 
 
 def demo_command() -> list[str]:
@@ -428,7 +429,8 @@ def resumed(tmp_path_factory) -> Resumed:
     dirs = stage_dirs(workspace)
     assert (dirs["generate"] / "run.json").exists() and not (dirs["train"] / "run.json").exists()
     samples_before = (dirs["generate"] / "samples.jsonl").stat()
-    return Resumed(workspace, samples_before, run_demo(workspace).stdout, dirs)
+    rerun = run_demo(workspace)
+    return Resumed(workspace, samples_before, rerun.stdout, dirs, rerun.stderr)
 
 
 @pytest.mark.slow
@@ -442,7 +444,12 @@ def test_killed_demo_resumes_without_redoing_generation(resumed: Resumed) -> Non
     assert "train: took over a stale lock (its owner" in resumed.stdout
     assert len(computations(resumed.dirs["generate"])) == 1
     assert [c["resumed"] for c in computations(resumed.dirs["train"])] == [True]
-    assert "train: done; HF export" in resumed.stdout
+    # the stage's own output is in its log, the console has one line per stage and the headline
+    assert "train: done; HF export" in (resumed.dirs["train"] / "train.log").read_text()
+    console = resumed.stdout.splitlines() + resumed.stderr.splitlines()
+    assert len(console) <= 20, console
+    assert "demo [3/5] train: done in" in resumed.stdout
+    assert "demo: lcb_sample: pass@1 base " in resumed.stdout
     assert json.loads((resumed.dirs["train"] / "run.json").read_text())["status"] == "complete"
     assert (resumed.dirs["train"] / "hf" / "final" / "config.json").exists()
 

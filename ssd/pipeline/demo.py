@@ -324,6 +324,14 @@ def run_demo(cfg: DictConfig) -> Path:
     print("\ndemo: stage wall times: " + ", ".join(
         f"{st.name} {format_duration(st.wall_s) if st.computed else 'reused'}" for st in stages)
         + f"; total {format_duration(wall)}")
+    for evaluation in records.evaluations:
+        if evaluation.role == "ssd":
+            base = next(e for e in records.evaluations
+                        if e.role == "base" and e.benchmark == evaluation.benchmark)
+            print(f"demo: {evaluation.benchmark}: " + ", ".join(
+                f"pass@{k} base {base.metrics[f'pass@{k}']:.3f} -> SSD "
+                f"{evaluation.metrics[f'pass@{k}']:.3f}" for k in base.metrics["ks"]
+                if f"pass@{k}" in evaluation.metrics))
     print(f"demo: report in {report}")
     return out
 

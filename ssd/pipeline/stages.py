@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -159,12 +161,17 @@ def check_model_preset(cfg: DictConfig) -> None:
     checks.check_model(cfg)
 
 
-def run_driver(driver: str, body: Callable[[], Any]) -> None:
+def run_driver(driver: str, body: Callable[[], Any], cfg: DictConfig) -> None:
     """A driver's Hydra main around ``body``: bad input as one line (status 2), a failed stage as
-    one line on what to do (the stage printed its own error) with the stage's status, Ctrl-C as a
-    hint to resume (the stages got the same Ctrl-C; their run directories keep it)."""
+    its log's tail and one line on what to do, with the stage's status, Ctrl-C as a hint to
+    resume (the stages got the same Ctrl-C; their run directories keep it). ``cfg.console``
+    sets what the console shows."""
     from hydra.errors import HydraException
 
+    console.verbose = bool(cfg.console.verbose)
+    console.tail_lines = int(cfg.console.tail_lines)
+    if not console.verbose:  # the driver's own W&B runs: their summaries are in their files
+        os.environ.setdefault("WANDB_SILENT", "true")
     try:
         with checks.user_errors(HydraException, FileNotFoundError):
             body()
@@ -237,45 +244,137 @@ def evaluate_stage(name: str, overrides: Sequence[str], **fields: Any) -> StageR
 
 
 # -- running ------------------------------------------------------------------------------------
+@dataclass
+class Console:
+    """What a driver prints of its stages (``conf/console``): by default one line per stage and
+    the headline numbers, each stage's own output (engine, Lightning, W&B chatter) going to the
+    stage's log in its run directory; ``verbose`` streams it to the console too."""
+
+    verbose: bool = False
+    tail_lines: int = 40       # of a failed stage's log, printed on the console
+
+
+# The driver process's console settings: set once by ``run_driver`` from the driver's config.
+console = Console()
+STAGE_LOG_SUFFIX = ".log"
+_TQDM = re.compile(r"\d+%\|")
+
+
+def stage_log(stage: StageRun) -> Path:
+    """``<run dir>/<script>.log``: appended to by every run of the stage (a resumed run's output
+    follows the killed one's)."""
+    return Path(stage.run_dir) / (Path(stage.script).stem + STAGE_LOG_SUFFIX)
+
+
+def readable_lines(raw: str) -> list[str]:
+    """A log as a person reads it: of the carriage-return redraws of a progress bar, the last."""
+    # split on newlines only: str.splitlines() would also split at every carriage return
+    return [shown for line in raw.split("\n") if (shown := line.rstrip("\r").rsplit("\r", 1)[-1])]
+
+
+def latest_progress(raw: str) -> str | None:
+    """The newest progress-bar state (tqdm's ``12%|...| 3/25 [00:04<00:30, ...]``) in a log's
+    tail, if the stage is showing one."""
+    for piece in reversed(re.split(r"[\r\n]", raw)):
+        if _TQDM.search(piece):
+            return piece.strip()
+    return None
+
+
+def _show_progress(log: Path, name: str, done: threading.Event) -> None:
+    """Redraw one console line with the stage's newest progress bar (ETA included) until done."""
+    width = shutil.get_terminal_size().columns - 1
+    shown = False
+    while not done.wait(1.0):
+        with open(log, "rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 4096))
+            state = latest_progress(handle.read().decode(errors="replace"))
+        if state:
+            print(f"\r    {name}: {state}"[:width].ljust(width), end="", flush=True)
+            shown = True
+    if shown:
+        print("\r" + " " * width + "\r", end="", flush=True)
+
+
 def run_stage(stage: StageRun, label: str, driver: str) -> None:
     """Run the stage's script in this process group (so Ctrl-C or a kill of the driver reaches
-    it), its output streaming straight through."""
+    it), its output appended to its log (and streamed through with ``console.verbose``)."""
     command = [sys.executable, str(REPO_ROOT / stage.script), *stage.overrides]
-    print(f"\n=== {driver} {label} {stage.name}: {stage.run_dir}\n    "
-          + " ".join([Path(command[1]).name, *stage.overrides]), flush=True)
+    log = stage_log(stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{driver} {label} {stage.name}: computing -> {stage.run_dir}", flush=True)
+    if console.verbose:
+        print("    " + " ".join([Path(command[1]).name, *stage.overrides]), flush=True)
     started = time.perf_counter()
-    returncode = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "a") as handle:
+        handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                     + " ".join([Path(command[1]).name, *stage.overrides]) + "\n")
+        handle.flush()
+        if console.verbose:
+            returncode = _tee(command, env, handle)
+        else:
+            done = threading.Event()
+            follower = threading.Thread(target=_show_progress, args=(log, stage.name, done),
+                                        daemon=True)
+            if sys.stdout.isatty():
+                follower.start()
+            try:
+                returncode = subprocess.run(command, env=env, stdout=handle,
+                                            stderr=subprocess.STDOUT).returncode
+            finally:
+                done.set()
+                if follower.is_alive():
+                    follower.join()
     stage.wall_s = round(time.perf_counter() - started, 3)
     stage.returncode = returncode
     if returncode != 0:
-        raise StageFailed(f"{stage.script} exited with status {returncode} (its output is above)",
+        if not console.verbose:
+            tail = readable_lines(log.read_text(errors="replace"))[-console.tail_lines:]
+            print(f"--- the last {len(tail)} lines of {log}:", *tail, "---", sep="\n",
+                  file=sys.stderr, flush=True)
+        raise StageFailed(f"{stage.script} exited with status {returncode} (its log: {log})",
                           returncode, driver)
     if not stage.complete():
         raise StageFailed(f"{stage.script} finished but {stage.plan.record_path} does not say "
-                          f"complete for identity {stage.plan.identity}", 1, driver)
-    print(f"=== {driver} {label} {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
+                          f"complete for identity {stage.plan.identity} (its log: {log})", 1,
+                          driver)
+    print(f"{driver} {label} {stage.name}: done in {stage.wall_s:.0f} s", flush=True)
+
+
+def _tee(command: list[str], env: dict[str, str], log: Any) -> int:
+    """Run ``command`` with its output both on the console and in ``log``."""
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as process:
+        assert process.stdout is not None
+        for chunk in iter(lambda: process.stdout.read1(65536), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk.decode(errors="replace"))
+            log.flush()
+    return process.returncode
 
 
 def ensure(stage: StageRun, label: str, driver: str, lock: LockSettings, job: str) -> StageRun:
     """Make ``stage`` complete, computing it only if no one has (see the module docstring)."""
     if stage.complete():
         stage.computed = False
-        print(f"=== {driver} {label} {stage.name}: complete, reused: {stage.run_dir}", flush=True)
+        print(f"{driver} {label} {stage.name}: complete, reused: {stage.run_dir}", flush=True)
         return stage
 
     def waiting(owner: dict[str, Any] | None) -> None:
         who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another job"
-        print(f"=== {driver} {label} {stage.name}: {who} is computing it; waiting", flush=True)
+        print(f"{driver} {label} {stage.name}: {who} is computing it; waiting", flush=True)
 
     run_dir = Path(stage.run_dir)
     with StageLock(run_dir.with_name(run_dir.name + ".lock"), stale_after_s=lock.stale_after_s,
                    heartbeat_s=lock.heartbeat_s, poll_s=lock.poll_s, on_wait=waiting) as held:
         for reason in held.broken:
-            print(f"=== {driver} {label} {stage.name}: took over a stale lock ({reason})",
+            print(f"{driver} {label} {stage.name}: took over a stale lock ({reason})",
                   flush=True)
         if stage.complete():
             stage.computed = False
-            print(f"=== {driver} {label} {stage.name}: completed by another job, reused",
+            print(f"{driver} {label} {stage.name}: completed by another job, reused",
                   flush=True)
             return stage
         started = time.time()
