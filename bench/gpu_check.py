@@ -546,19 +546,19 @@ def describe_checkpoint(checkpoint: dict[str, Any]) -> str:
             f"{checkpoint['save_seconds']:.3g} s, load {checkpoint['load_seconds']:.3g} s")
 
 
-def prepare_carry() -> None:
-    """Copy the pure-Python packages the device image lacks into ``CARRY_DIR`` (ignored by
-    git), for the device call's ``carry``."""
-    shutil.rmtree(CARRY_DIR, ignore_errors=True)
-    CARRY_DIR.mkdir(parents=True)
+def prepare_carry(folder: Path) -> None:
+    """Copy the pure-Python packages the device image lacks into ``folder`` (by default
+    .cache/gpu_check_site, which git ignores), for the device call's ``carry``."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     for name in CARRIED_PACKAGES:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             raise SystemExit(f"gpu_check: package {name} is not installed here")
         source = Path(next(iter(spec.submodule_search_locations)))
-        shutil.copytree(source, CARRY_DIR / name, ignore=shutil.ignore_patterns("__pycache__"))
-    size = sum(f.stat().st_size for f in CARRY_DIR.rglob("*") if f.is_file())
-    print(f"gpu_check: {', '.join(CARRIED_PACKAGES)} copied to {CARRY_DIR} "
+        shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    print(f"gpu_check: {', '.join(CARRIED_PACKAGES)} copied to {folder} "
           f"({size / 2**20:.1f} MiB)")
 
 
@@ -581,14 +581,15 @@ def main() -> None:
     parser.add_argument("--mode-timeout-s", type=float, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the report here (logs beside it)")
-    parser.add_argument("--prepare-carry", action="store_true", help=prepare_carry.__doc__)
+    parser.add_argument("--prepare-carry", type=Path, nargs="?", const=CARRY_DIR,
+                        metavar="FOLDER", help=prepare_carry.__doc__)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_mode(Settings(**json.loads(args.child)))
         return
     if args.prepare_carry:
-        prepare_carry()
+        prepare_carry(args.prepare_carry)
         return
 
     lengths = [int(v) for v in args.lengths.split(",")]

@@ -1,9 +1,11 @@
 """bench/gpu_check.py, the prepared GPU training check, run here on CPU with the tiny shape.
 
 It must run where only torch, lightning and transformers are installed (a lent GPU machine), so
-it runs here with the project's other heavy packages hidden from the import system. What is
-asserted is behaviour, not speed: finite losses that fall, a checkpoint that comes back bit for
-bit, memory read at every row length, and the whole table printed.
+it runs here as the documented device command runs it: the project's other packages hidden from
+the import system, and the ones it carries (omegaconf and its parser runtime) found only in the
+folder ``--prepare-carry`` writes. What is asserted is behaviour, not speed: finite losses that
+fall, a checkpoint that comes back bit for bit, memory read at every row length, and the whole
+table printed.
 """
 
 from __future__ import annotations
@@ -30,38 +32,46 @@ ALPHABET = 64
 
 @pytest.fixture(scope="module")
 def hidden_packages(tmp_path_factory) -> dict[str, str]:
-    """An environment whose Python cannot find ``ABSENT_ON_DEVICE`` (neither ``import`` nor
-    ``find_spec``: as if not installed), through a ``sitecustomize`` that wraps every finder."""
-    folder = tmp_path_factory.mktemp("hide")
-    (folder / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    """An environment like the device's: Python cannot find ``ABSENT_ON_DEVICE`` (neither
+    ``import`` nor ``find_spec``: as if not installed) and finds the carried packages only in
+    the carried folder, through a ``sitecustomize`` that wraps every finder."""
+    carried = tmp_path_factory.mktemp("carry") / "site"
+    subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--prepare-carry",
+                    str(carried)], check=True, capture_output=True, timeout=60)
+    hide = tmp_path_factory.mktemp("hide")
+    (hide / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import sys
 
         HIDDEN = {set(ABSENT_ON_DEVICE)!r}
+        CARRIED = {set(gpu_check.CARRIED_PACKAGES)!r}
 
         class Hiding:
             def __init__(self, inner):
                 self.inner = inner
 
             def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] in HIDDEN:
-                    return None
+                top = name.partition(".")[0]
                 find = getattr(self.inner, "find_spec", None)
-                return find(name, path, target) if find else None
+                spec = find(name, path, target) if find and top not in HIDDEN else None
+                if spec and top in CARRIED and not str(spec.origin).startswith({str(carried)!r}):
+                    return None
+                return spec
 
             def __getattr__(self, name):
                 return getattr(self.inner, name)
 
         sys.meta_path[:] = [Hiding(finder) for finder in sys.meta_path]
     """))
-    return {**os.environ, "PYTHONPATH": str(folder), "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, "PYTHONPATH": f"{hide}:{carried}", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def test_the_hidden_packages_are_gone(hidden_packages):
-    probe = ("import importlib.util, sys; assert importlib.util.find_spec('wandb') is None; "
-             "import vllm")
+def test_the_environment_is_the_devices(hidden_packages):
+    probe = ("import importlib.util, omegaconf; assert importlib.util.find_spec('wandb') is None;"
+             " print(omegaconf.__file__); import vllm")
     result = subprocess.run([sys.executable, "-c", probe], env=hidden_packages,
                             capture_output=True, text=True, timeout=60)
     assert "No module named 'vllm'" in result.stderr
+    assert result.stdout.startswith(hidden_packages["PYTHONPATH"].split(":")[1])
 
 
 @pytest.fixture(scope="module")
