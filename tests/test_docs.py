@@ -31,6 +31,7 @@ OLD_README_HOMES = {
     "The SSD lab: a measured effect against a known answer": "lab.md",
     "The temperature grid (Section 3.4) in one command": "grid.md",
     "Paper recipes on a GPU cluster": "cluster.md",
+    "Shared filesystems": "cluster.md",
     "Problem sets": "evaluation.md",
     "Grader profiles": "evaluation.md",
     "Paired statistics": "evaluation.md",
