@@ -48,9 +48,12 @@ here once, then call the device tool):
         PYTHONPATH=.cache/gpu_check_site PYTHONUNBUFFERED=1 python3 bench/gpu_check.py \
             --json $OUT/gpu_check.json 2>&1 | tee $OUT/gpu_check.log
 
-Expected on an H200: ~2 minutes per mode (model build in seconds, 12 steps, a ~45 GiB checkpoint
-through /dev/shm), each mode capped at ``--mode-timeout-s`` (200 s), so the call ends within
-8 minutes with a table even if a mode hangs. On CPU (the test suite):
+Not yet run on a GPU (no session so far was lent one). Estimated for an H200: the 12 steps of
+a mode are ~1.2e16 model FLOPs (1.6e16 with recomputation), ~40 s at 400 TFLOP/s; its round
+trip moves 4.0B parameters x 12 bytes (fp32 weights, two AdamW moments) = 45 GiB each way
+through /dev/shm; with start-up, about 2 minutes per mode. Each mode is capped at
+``--mode-timeout-s`` (200 s) and keeps what it measured before a cap or crash, so the call
+prints its table within 8 minutes whatever happens. On CPU (the test suite):
 
     python bench/gpu_check.py --model tiny --lengths 256,512,1024 --sequence-tokens 96 \
         --steps 3 --lr 3e-3 --json /tmp/gpu_check.json
@@ -102,6 +105,8 @@ COLUMNS = ("mode", "row tokens", "seqs/row", "step s", "tokens/s", "TFLOP/s", "M
 CARRIED_PACKAGES = ("omegaconf", "antlr4")
 CARRY_DIR = REPO / ".cache" / "gpu_check_site"
 GIB = 2**30
+FLOPS_FORMULA = ("6 * parameters * row tokens + 6 * layers * heads * head_dim * sum(sequence "
+                 "length^2), recomputation not counted")
 
 
 # ---------------------------------------------------------------------------- data and FLOPs
@@ -295,7 +300,8 @@ def run_mode(settings: Settings) -> None:
         records: list[dict[str, Any]]
 
         def load_model(self) -> torch.nn.Module:
-            # On the device itself: a 4B model's random init on the host takes minutes.
+            # Initialised where it trains: a 4B model is 16 GB of fp32 weights to draw on the
+            # host and copy over otherwise, time the device call is short of.
             torch.manual_seed(settings.seed)
             with torch.device(self.trainer.strategy.root_device):
                 return AutoModelForCausalLM.from_config(config, dtype=torch.float32,
@@ -615,14 +621,15 @@ def main() -> None:
     first = next(iter(report["modes"].values()))
     device = first.get("device", "?")
     peak = args.peak_tflops or DATASHEET_BF16_TFLOPS.get(device)
-    report.update(device=device, peak_tflops=peak)
+    report.update(device=device, peak_tflops=peak, flops_per_step=FLOPS_FORMULA)
     out.write_text(json.dumps(report, indent=1))
 
     print(f"\ngpu_check: {args.model} ({first.get('parameters', 0):,} parameters), "
           f"device {device}, torch {first.get('torch', '?')}; MFU against "
           + (f"{peak} TFLOP/s dense bf16" if peak else "no known peak (give --peak-tflops)")
           + (f"; bf16 8192^3 matmul measured {first['matmul_tflops']:.0f} TFLOP/s"
-             if first.get("matmul_tflops") else ""))
+             if first.get("matmul_tflops") else "")
+          + f"\n  model FLOPs per step: {FLOPS_FORMULA}")
     for mode, found in report["modes"].items():
         print(f"  {mode}: attention {found.get('attention', '?')}, matmuls in "
               f"{found.get('matmul_dtype', '?')}"
