@@ -14,6 +14,7 @@ Every program runs in the sandbox under every profile; only the semantics change
 from __future__ import annotations
 
 import json
+from collections import Counter, OrderedDict, namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ from ssd.evaluation.checking import (
     call_result_matches,
     call_result_str_matches,
     parse_call_input_ml_ssd,
+    str_shows_subclass,
 )
 from ssd.evaluation.extraction import extract_code, extract_code_lcb, extract_code_ml_ssd
 from ssd.evaluation.graders import PROFILES
+from ssd.sandbox import codec
 from tests.conftest import compose
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lcb"
@@ -258,7 +261,67 @@ def test_a_forged_eq_fails_under_every_profile(evaluators: dict[str, Evaluator],
     assert not verdict.passed and verdict.reason == "wrong_answer"
 
 
+# The standard library's dict and tuple subclasses, returned where a dict or a list is expected.
+# LCB compares with `==` after a top-level tuple (`isinstance`, so a named tuple too) becomes a
+# list (TU:265-268): a Counter equals its dict, a nested tuple never equals a list. ml_ssd compares
+# `str()` after the same conversion (LU:549-553): "Counter({'a': 2})" is not "{'a': 2}".
+NAMED = "from collections import namedtuple\nP = namedtuple('P', 'x y')\n"
+SUBCLASS_RESULTS = {
+    "Counter": ("from collections import Counter\ndef f(x):\n    return Counter('aab')\n",
+                '{"a": 2, "b": 1}', verdicts(True, True, False)),
+    "OrderedDict": ("from collections import OrderedDict\n"
+                    "def f(x):\n    return OrderedDict([('a', 2), ('b', 1)])\n",
+                    '{"a": 2, "b": 1}', verdicts(True, True, False)),
+    "defaultdict": ("from collections import defaultdict\ndef f(x):\n    d = defaultdict(int)\n"
+                    "    d['a'] += 2\n    d['b'] += 1\n    return d\n",
+                    '{"a": 2, "b": 1}', verdicts(True, True, False)),
+    "named tuple": (NAMED + "def f(x):\n    return P(1, 2)\n", "[1, 2]",
+                    verdicts(True, True, True)),
+    "typing.NamedTuple": ("from typing import NamedTuple\nclass P(NamedTuple):\n    x: int\n"
+                          "    y: int\ndef f(x):\n    return P(1, 2)\n", "[1, 2]",
+                          verdicts(True, True, True)),
+    "named tuple in a list": (NAMED + "def f(x):\n    return [P(1, 2)]\n", "[[1, 2]]",
+                              verdicts(True, False, False)),
+    "Counter in a list": ("from collections import Counter\ndef f(x):\n    return [Counter('a')]\n",
+                          '[{"a": 1}]', verdicts(True, True, False)),
+    # Read through the base type: the candidate's overrides never run, under any profile.
+    "forged named tuple": (NAMED + "class Q(P):\n    def __eq__(self, other):\n"
+                           "        return True\n"
+                           "    def __iter__(self):\n        return iter([1, 2])\n"
+                           "def f(x):\n    return Q(0, 0)\n", "[1, 2]",
+                           verdicts(False, False, False)),
+    "a dict subclass of the candidate's": (
+        "class D(dict):\n    pass\ndef f(x):\n    return D(a=2, b=1)\n", '{"a": 2, "b": 1}',
+        verdicts(False, False, False)),
+}
+
+
+@pytest.mark.parametrize("name", list(SUBCLASS_RESULTS))
+def test_standard_library_subclasses(evaluators: dict[str, Evaluator], name: str) -> None:
+    code, expected, passes = SUBCLASS_RESULTS[name]
+    got = {profile: ev.check_response(call("f", ("1", expected)), fenced(code)).passed
+           for profile, ev in evaluators.items()}
+    assert got == passes
+
+
 # -- the pure rules -------------------------------------------------------------------------------
+def test_subclasses_cross_as_plain_values_with_their_type_name() -> None:
+    point = namedtuple("Point", "x y")
+    counts = Counter("aab")
+    encoded = codec.encode_value([counts, point(1, 2)])
+    decoded = codec.decode_value(encoded)
+    assert decoded == [{"a": 2, "b": 1}, (1, 2)]
+    assert [type(v) for v in decoded] == [dict, tuple]
+    assert str_shows_subclass(encoded) == "Counter"
+    assert str_shows_subclass(codec.encode_value(point(1, 2))) is None  # becomes a list first
+    assert str_shows_subclass(codec.encode_value((point(1, 2),))) == "Point"
+    assert str_shows_subclass(codec.encode_value({"k": OrderedDict()})) == "OrderedDict"
+    assert str_shows_subclass(codec.encode_value([{"a": (1, 2)}])) is None
+    for value in (type("D", (dict,), {})(), type("C", (Counter,), {})()):
+        with pytest.raises(codec.Unencodable):
+            codec.encode_value(value)
+
+
 def test_ml_ssd_argument_parser() -> None:
     assert parse_call_input_ml_ssd('[1, 2]\n"ab"\n3\n2.5\ntrue\n{"k": 1}') == [
         [1, 2], "ab", 3, 2.5, "true", '{"k": 1}']

@@ -217,14 +217,39 @@ def call_result_str_matches(expected: Any, result: Any) -> bool:
     return stdout_matches(want, got)
 
 
+def str_shows_subclass(tree: Any, top_level: bool = True) -> str | None:
+    """The standard-library subclass whose type ``str()`` of the encoded value would show, if
+    any: the paper's evaluator compares ``str(result)`` after making a top-level tuple a list, so
+    a ``Counter``, ``OrderedDict`` or ``defaultdict`` anywhere, or a named tuple below the top
+    level, shows its type name (``Counter({'a': 1})``) where the plain value would not."""
+    if type(tree) is not dict:
+        return None
+    ((tag, body),) = tree.items()
+    if tag in codec.SUBCLASS_TAGS and (tag == "m" or not top_level):
+        return str(body[0])
+    children: list[Any]
+    if tag in codec.SUBCLASS_TAGS:
+        children = body[1]
+    elif tag == "d":
+        children = [part for pair in body for part in pair]
+    elif tag in ("l", "t", "s", "f"):
+        children = body
+    else:
+        return None
+    return next((name for child in children
+                 if (name := str_shows_subclass(child, top_level=False)) is not None), None)
+
+
 @dataclass(frozen=True)
 class CallRules:
     """How a call-based test's input becomes arguments, its output the expected value, and when
-    a (decoded) result matches it."""
+    a (decoded) result matches it. ``compares_str``: the rule compares ``str()`` of the result,
+    which shows the type of a standard-library subclass (`str_shows_subclass`)."""
 
     parse_args: Callable[[str], list[Any]]
     parse_expected: Callable[[str], Any]
     matches: Callable[[Any, Any], bool]
+    compares_str: bool = False
 
 
 PROJECT_CALL_RULES = CallRules(parse_call_input, parse_json, call_result_matches)
@@ -350,7 +375,8 @@ def run_stdin_tests(channel: Channel, tests: list[Any], clock: Clock) -> Verdict
     return Verdict(True, None, "", total, total)
 
 
-def _call(channel: Channel, clock: Clock, args: Any, kwargs: Any) -> Any:
+def _call(channel: Channel, clock: Clock, args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """The call's result: its encoding and its decoded plain value."""
     req = {"op": "call", "a": codec.encode_value(args), "k": codec.encode_value(kwargs)}
     reply = channel.request(req, clock.timeout())
     if reply.get("t") != "ok":
@@ -358,7 +384,7 @@ def _call(channel: Channel, clock: Clock, args: Any, kwargs: Any) -> Any:
     if clock.over(reply):
         raise SandboxFailure("timeout", "over the time limit")
     try:
-        return codec.decode_value(reply.get("r"))
+        return reply.get("r"), codec.decode_value(reply.get("r"))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _CallFailed(
             {"reason": "wrong_answer", "detail": f"undecodable result: {exc}"}
@@ -390,11 +416,15 @@ def run_call_tests(channel: Channel, tests: list[Any], clock: Clock,
         except ValueError as exc:  # the grader's parser refuses the test: the test fails
             return Verdict(False, "wrong_answer", _clip(f"test {i}: unparsable: {exc}"), i, total)
         try:
-            result = _call(channel, clock, args, {})
+            encoded, result = _call(channel, clock, args, {})
         except _CallFailed as failed:
             return _failure(failed.reply, i, total, f"test {i}")
         except SandboxFailure as failure:
             raise failure.at(i) from None
+        shown = str_shows_subclass(encoded) if rules.compares_str else None
+        if shown is not None:
+            detail = f"test {i}: expected {test.output}, got a {shown} (str() shows the type)"
+            return Verdict(False, "wrong_answer", _clip(detail), i, total)
         if not rules.matches(expected, result):
             detail = f"test {i}: expected {test.output}, got {result!r}"
             return Verdict(False, "wrong_answer", _clip(detail), i, total)
@@ -417,7 +447,7 @@ def run_check_script(channel: Channel, problem: Problem, clock: Clock) -> Verdic
     def candidate(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         try:
-            value = _call(channel, clock, args, kwargs)
+            _, value = _call(channel, clock, args, kwargs)
         except SandboxFailure as failure:
             raise _Abort(failure) from failure
         calls += 1

@@ -87,7 +87,7 @@ PROFILES: dict[str, GraderProfile] = {
         summary="the paper's released evaluator (apple/ml-ssd livecodebench_utils.py)",
         extract=extract_code_ml_ssd,
         call_rules=CallRules(parse_call_input_ml_ssd, parse_expected_ml_ssd,
-                             call_result_str_matches),
+                             call_result_str_matches, compares_str=True),
         private_tests_only=True, per_test_limit=False, io="ml_ssd", prelude="ml_ssd",
         recursion_limit=1_000, int_max_str_digits=4_300,
         solution_markers=("class Solution:", "class Solution("), fresh_module=True,

@@ -7,16 +7,24 @@ sets, so a lossy plain-JSON round trip would turn correct answers into failures.
 
 Only exact builtin types are encoded (`type(v) is int`, not `isinstance`): a candidate cannot
 smuggle an object with a forged `__eq__`, `__repr__` or `__iter__` through a subclass. Anything else
-raises `Unencodable`, which the evaluator scores as a wrong answer.
+raises `Unencodable`, which the evaluator scores as a wrong answer. The exceptions are the standard
+library's dict and tuple subclasses, which solutions return where a dict or a list is expected:
+`Counter`, `OrderedDict` and `defaultdict` (exact types) cross as their plain dict, a named tuple
+(any tuple subclass with `_fields`) as its plain tuple, each read through the base type's own
+methods, so no override of the candidate's runs, and tagged with the type's name (a grader that
+compares `str()`, the paper's, must see that it was not plain). Decoding yields plain values only.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections import Counter, OrderedDict, defaultdict
 from typing import Any
 
 HEADER = struct.Struct(">I")
+DICT_SUBCLASSES = (Counter, OrderedDict, defaultdict)
+SUBCLASS_TAGS = ("m", "n")  # a standard-library dict subclass, a named tuple
 MAX_DEPTH = 200
 # Ints longer than this many bits cross as hex ({"i": ...}): JSON carries ints in decimal, and
 # Python refuses decimal conversions past its int->str digit limit (4300 digits by default, on
@@ -66,11 +74,18 @@ def encode_value(value: Any, depth: int = 0) -> Any:
         return {"b": value.hex()}
     if kind is complex:
         return {"c": [value.real, value.imag]}
+    if kind in DICT_SUBCLASSES:
+        items = [[encode_value(k, depth + 1), encode_value(v, depth + 1)]
+                 for k, v in dict.items(value)]
+        return {"m": [kind.__name__, items]}
+    if issubclass(kind, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
+        return {"n": [kind.__name__, [encode_value(v, depth + 1) for v in tuple.__iter__(value)]]}
     raise Unencodable(f"cannot encode a value of type {kind.__name__}")
 
 
 def decode_value(tree: Any) -> Any:
-    """Inverse of `encode_value`. Raises ValueError/TypeError on malformed input."""
+    """The plain value `encode_value` encoded (a dict or tuple subclass becomes its plain dict or
+    tuple). Raises ValueError/TypeError on malformed input."""
     if tree is None or type(tree) in (bool, int, float, str):
         return tree
     if type(tree) is not dict or len(tree) != 1:
@@ -94,6 +109,11 @@ def decode_value(tree: Any) -> Any:
         return frozenset(decode_value(v) for v in body)
     if tag == "c":
         return complex(body[0], body[1])
+    if tag in SUBCLASS_TAGS:
+        name, items = body
+        if type(name) is not str or type(items) is not list:
+            raise ValueError("malformed encoded subclass")
+        return decode_value({"d" if tag == "m" else "t": items})
     raise ValueError(f"unknown tag {tag!r}")
 
 
