@@ -60,14 +60,15 @@ def program_sets(limit: int | None) -> dict[str, list[tuple[Problem, str, str, l
     shell = TASKS["humaneval_sh"]
     sh_problems = shell.load(_eval_group("humaneval_sh"))[:limit]
     found["humaneval_sh"] = [(p, program, program, ["bash"]) for p in sh_problems
-                             if (program := shell.program(p, "```bash\n:\n```")) is not None]
+                             if (program := shell.program(p, "```bash\n:\n```").program)
+                             is not None]
     for mode in ("input", "output"):
         task = TASKS[f"cruxeval_{mode}"]
         items = []
         for p in task.load(_eval_group(f"cruxeval_{mode}"))[:limit]:
             test = p.tests[0]
             gold = f"[ANSWER]\nassert f({test.input}) == {test.output}\n[/ANSWER]"
-            program = task.program(p, gold)
+            program = task.program(p, gold).program
             assert program is not None, p.question_id
             items.append((p, program, program, [sys.executable]))
         found[f"cruxeval_{mode}"] = items

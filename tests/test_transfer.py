@@ -177,3 +177,35 @@ def test_tiny_model_report_from_the_suite_without_sampling(tiny_suite: Path,
     payload = run_analysis(cfg, tmp_path)
     assert [r["column"] for r in payload["sets"]] == list(COLUMNS.values())
     assert all(r["difference"]["estimate"] == 0 for r in payload["sets"])  # the same samples
+
+
+def test_program_tasks_are_checked_in_the_sandbox_through_the_task_table(tmp_path: Path) -> None:
+    """CruxEval and HumanEval-Shell completions go through their task's program builder and the
+    sandbox; a rejected answer is a no_code failure that says why."""
+    from ssd.evaluation.cruxeval import load_cruxeval
+    from ssd.evaluation.shell import load_humaneval_sh
+
+    crux = load_cruxeval(TRANSFER / "cruxeval" / "cruxeval.jsonl", "output")[:2]
+    rows = []
+    for p in crux:
+        test = p.tests[0]
+        rows += [{"question_id": p.question_id, "sample_index": 0,
+                  "completion": f"[ANSWER]\nassert f({test.input}) == {test.output}\n[/ANSWER]"},
+                 {"question_id": p.question_id, "sample_index": 1,
+                  "completion": f"[ANSWER]\nassert f({test.input}) == f({test.input})\n[/ANSWER]"}]
+    _write(tmp_path / "crux.jsonl", rows)
+    out = run_evaluation(compose("evaluate", [
+        "eval=cruxeval_output", "eval.limit=2", f"eval.completions={tmp_path / 'crux.jsonl'}",
+        "eval.ks=[1]", "logger=none", "progress=false", f"output_dir={tmp_path}/crux"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pass@1"] == 0.5 and metrics["no_code"] == {"calls_f": 2}
+
+    shell = load_humaneval_sh(TRANSFER / "humaneval_sh" / "humaneval-sh.jsonl")[:2]
+    _write(tmp_path / "sh.jsonl", [{"question_id": p.question_id, "sample_index": 0,
+                                    "completion": "```bash\necho 0\n```"} for p in shell])
+    out = run_evaluation(compose("evaluate", [
+        "eval=humaneval_sh", "eval.limit=2", f"eval.completions={tmp_path / 'sh.jsonl'}",
+        "eval.ks=[1]", "logger=none", "progress=false", f"output_dir={tmp_path}/sh"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pass@1"] == 0 and metrics["samples"] == 2
+    assert "no_code" not in metrics["reasons"]  # a program ran and failed

@@ -457,9 +457,10 @@ class _Checker:
 
         def check() -> dict[str, Any]:
             if task is not None and task.program is not None:
-                program = task.program(problem, completion)
-                verdict = (self.evaluator.check(problem, program) if program is not None
-                           else Verdict(False, "no_code", "no program in the completion", 0, 1))
+                built = task.program(problem, completion)
+                verdict = (self.evaluator.check(problem, built.program)
+                           if built.program is not None
+                           else Verdict(False, "no_code", built.reason or "", 0, 1))
             else:
                 verdict = self.evaluator.check_response(problem, completion)
             return result_record(problem, index, completion, verdict, extra)

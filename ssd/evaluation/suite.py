@@ -133,7 +133,8 @@ def member_entry(name: str, metrics: dict[str, Any], records: list[dict[str, Any
     overall = intervals["overall"]
     entry: dict[str, Any] = {
         "benchmark": name, "column": COLUMNS.get(name, name), "format": fmt,
-        "run_dir": str(Path(metrics["run_dir"]).resolve()), "metric": "accuracy" if answers else "pass@1",
+        "run_dir": str(Path(metrics["run_dir"]).resolve()),
+        "metric": "accuracy" if answers else "pass@1",
         **_interval(overall[1]),
         "pass@k": {f"pass@{k}": _interval(found) for k, found in overall.items()},
         "problems": metrics["problems"], "samples": metrics["samples"], "n": metrics["n"],

@@ -19,7 +19,9 @@ loaders (``ssd.evaluation.run.load_problems``), prompts (``ssd.evaluation.prompt
 
 An answer task's judge returns the verdict and what the result record adds (answer class,
 answer read, MMLU's subject) with nothing executed; a program task's turns a completion into
-the whole program (None: no code) that ``Evaluator.check`` runs, passing on exit status 0.
+the whole program that ``Evaluator.check`` runs, passing on exit status 0, or says why there is
+none (recorded as a ``no_code`` failure with that reason: no code block, an output prediction
+that calls ``f``, ...).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ssd.evaluation.answers import (
     math_messages,
     mmlu_messages,
 )
-from ssd.evaluation.benchmarks import Problem
+from ssd.evaluation.benchmarks import BuiltProgram, Problem
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.prompts import eval_messages
 from ssd.identity import input_identity
@@ -62,7 +64,7 @@ class Task:
     load: Callable[[DictConfig], list[Problem]]              # the eval group -> problems
     prompter: Callable[[DictConfig], Callable[[Problem], Messages]]
     answer: Callable[[Problem, str], tuple[Verdict, dict[str, Any]]] | None = None
-    program: Callable[[Problem, str], str | None] | None = None
+    program: Callable[[Problem, str], BuiltProgram] | None = None
     # Part of a sampled run's identity: bump when the task's prompt wording changes.
     prompt_version: int = 1
 
@@ -169,7 +171,7 @@ def _crux_task(mode: str) -> Task:
     return Task(f"cruxeval_{mode}",
                 load=lambda e: _cruxeval().load_cruxeval(e.path, mode),
                 prompter=lambda e: _cruxeval().cruxeval_messages,
-                program=lambda p, c: _cruxeval().cruxeval_program(p, c))
+                program=lambda p, c: _cruxeval().build_cruxeval_program(p, c))
 
 
 TASKS: dict[str, Task] = {
@@ -179,7 +181,7 @@ TASKS: dict[str, Task] = {
                  answer=_mmlu_judge),
     "humaneval_sh": Task("humaneval_sh", load=lambda e: _shell().load_humaneval_sh(e.path),
                          prompter=lambda e: _shell().humaneval_sh_messages,
-                         program=lambda p, c: _shell().humaneval_sh_program(p, c)),
+                         program=lambda p, c: _shell().build_humaneval_sh_program(p, c)),
     "cruxeval_input": _crux_task("input"),
     "cruxeval_output": _crux_task("output"),
 }
