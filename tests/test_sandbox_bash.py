@@ -14,11 +14,13 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ssd.evaluation import Evaluator, Problem, Verdict
+from ssd.evaluation.graders import PROFILES
 from tests.test_sandbox import needs_root, sandbox_files, sandbox_processes, scratch  # noqa: F401
 
 TIME_LIMIT = 1.0
@@ -100,6 +102,18 @@ def test_a_problem_needs_no_tests_and_no_extraction(ev: Evaluator) -> None:
         ev.check_response(BASH, "```bash\nexit 0\n```")
     with pytest.raises(ValueError, match="program_language"):
         Problem("x", "", "", "", None, None, "", [], None, program_language="perl")
+
+
+@pytest.mark.parametrize("profile", ["lcb", "ml_ssd"])
+def test_every_grader_profile_runs_programs_alike(profile: str) -> None:
+    """Whole programs have no reference semantics to reproduce: exit status 0 under every
+    profile (the ml_ssd profile's private-tests rule would otherwise leave nothing to run).
+    Its templates' numpy and pandas matter only for its prelude: left out, to start fast."""
+    rules = replace(PROFILES[profile], preload=())
+    with Evaluator(workers=1, time_limit_s=TIME_LIMIT, profile=rules) as evaluator:
+        assert [evaluator.check(problem, code).passed for problem, code in [
+            (PYTHON, "assert 1 + 1 == 2\n"), (BASH, "[[ 2 = 2 ]]\n"),
+            (PYTHON, "assert 1 + 1 == 3\n")]] == [True, True, False]
 
 
 def test_the_language_is_part_of_the_fingerprint() -> None:
