@@ -122,6 +122,13 @@ def test_the_language_is_part_of_the_fingerprint() -> None:
 
 
 # -- hostile programs -----------------------------------------------------------------------------
+def test_bash_runs_under_the_caps(ev: Evaluator) -> None:
+    """Before the fork bomb: bash and its commands inherit the process cap (and the others)."""
+    code = ('[[ $(ulimit -u) = 16 && $(ulimit -v) = $(( 512 * 1024 )) && $(ulimit -n) = 64 ]]\n'
+            '[[ $(id -u) != 0 ]]\n')
+    assert ev.check(BASH, code).passed
+
+
 @needs_root
 @pytest.mark.parametrize("code", [
     ":(){ :|:& };:\nwhile :; do :; done\n",
