@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ssd.generation.diagnostics import diagnose
 from tests.conftest import REPO, compose
 
 pytestmark = pytest.mark.slow
@@ -54,6 +56,13 @@ def test_generate_writes_samples_train_set_and_record(tmp_path):
     filtered = json.loads((folder / "filter.json").read_text())
     train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
     assert run["status"] == "complete" and run["pool"]["prompts"] == 16
+    # the diagnostics of the sampled text, recorded and logged (metrics.csv, W&B summary)
+    assert run["diagnostics"] == diagnose(samples) and run["diagnostics"]["samples"] == 16
+    assert run["diagnostics"]["cut"] == sum(s["finish_reason"] == "length" for s in samples) / 16
+    [metrics] = list(csv.DictReader((folder / "metrics.csv").open()))
+    assert float(metrics["generate/diagnostics/code_block"]) == run["diagnostics"]["code_block"]
+    [wandb_run] = out.glob("wandb/offline-run-*/run-*.wandb")
+    assert b"generate/diagnostics/mixed_script" in wandb_run.read_bytes()
     assert filtered["status"] == "complete" and filtered["kept"] == len(train)
     assert filtered["kept"] + sum(filtered["dropped"].values()) == 16
     cut = sum(s["finish_reason"] == "length" for s in samples)

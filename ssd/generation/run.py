@@ -4,7 +4,8 @@ Layout of a run directory (named by the sampling identity, see ``ssd.identity``)
 
     samples.jsonl            one line per sample, append-only (merged from shards if sharded)
     samples-00001-of-00004.jsonl, shard-00001-of-00004.json   (data-parallel shards only)
-    run.json                 the sampling record: resolved config, counts, versions; "complete"
+    run.json                 the sampling record: resolved config, counts, diagnostics of the
+                             sampled text (``diagnostics.py``), versions; "complete"
     filter-<settings>/       one folder per filter setting, content-addressed
         train.jsonl          the filtered SSD training set: the token ids as sampled
         filter.json          settings, counts per reason, cut samples kept open; "complete"
@@ -38,6 +39,7 @@ from ssd.config import ConfigError
 from ssd.data.decontamination import EvalSetLoader, check_pool, check_record, drop_overlapping
 from ssd.data.eval_sets import check_eval_sets, eval_set_identity
 from ssd.data.prompts import Prompt, chat_messages, load_pool
+from ssd.generation.diagnostics import SCALARS, diagnose
 from ssd.generation.filter import (
     REASONS,
     FilterResult,
@@ -355,6 +357,7 @@ def sample_stage(cfg: DictConfig, sampling: StagePlan, eval_sets: EvalSetLoader 
                 "decontamination": decontamination,
                 "samples": len(samples),
                 "finish_reasons": dict(Counter(s["finish_reason"] for s in samples)),
+                "diagnostics": diagnose(samples),
                 "shards": [json.loads(r.record.read_text())["counts"] for r in records],
                 "versions": engine_versions(),
             })
@@ -369,10 +372,13 @@ def sample_stage(cfg: DictConfig, sampling: StagePlan, eval_sets: EvalSetLoader 
 
 # -- logging ------------------------------------------------------------------------------------
 def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | None,
-                 decontamination: dict[str, Any] | None = None) -> dict[str, float]:
+                 decontamination: dict[str, Any] | None = None,
+                 diagnostics: dict[str, Any] | None = None) -> dict[str, float]:
     """Stage-prefixed scalars of one job: what it sampled and how fast (every job), and the whole
     run's sample, kept and dropped counts (the job that merged and filtered), with the prompts
-    dropped as overlapping the evaluation sets (the sampling record's ``decontamination``)."""
+    dropped as overlapping the evaluation sets (the sampling record's ``decontamination``) and
+    the diagnostics of the sampled text (its ``diagnostics``; a run sampled before they were
+    recorded has none)."""
     p = STAGE
     seconds = shard_counts.get("seconds", 0.0)
     generated = shard_counts.get("generated", 0)
@@ -394,6 +400,10 @@ def flat_metrics(shard_counts: dict[str, Any], filter_report: dict[str, Any] | N
         flat[f"{p}/decontamination/checked"] = decontamination["checked"]
         flat[f"{p}/decontamination/dropped"] = decontamination["overlapping"]
         flat[f"{p}/decontamination/shares_any_ngram"] = decontamination["shares_any_ngram"]
+    if diagnostics is not None:
+        for name in SCALARS:
+            if diagnostics[name] is not None:
+                flat[f"{p}/diagnostics/{name}"] = diagnostics[name]
     if filter_report is not None:
         dropped = filter_report["dropped"]
         flat[f"{p}/samples"] = filter_report["samples"]
@@ -425,8 +435,9 @@ def log_metrics(cfg: DictConfig, sampling: StagePlan, filtering: StagePlan | Non
     """The logger group's outputs for this job: one W&B run (per shard when sharded, per filter
     once filtered, under their identities so a recomputation resumes it) and, from the job that
     filtered, metrics.csv in the filter's folder."""
-    record = sampling.record() if filtering is not None else None
-    flat = flat_metrics(shard_counts, filter_report, (record or {}).get("decontamination"))
+    record = (sampling.record() if filtering is not None else None) or {}
+    flat = flat_metrics(shard_counts, filter_report, record.get("decontamination"),
+                        record.get("diagnostics"))
     if filtering is not None and cfg.logger.csv:
         tracking.write_csv(filtering.run_dir / "metrics.csv", flat)
     count = cfg.shard.count
