@@ -4,7 +4,6 @@ known differences), and end to end on the tiny model with one engine start (slow
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +16,9 @@ from ssd import sampling as engine_module
 from ssd.analysis.report import run_analysis
 from ssd.config import ConfigError
 from ssd.evaluation import load_humaneval
+from ssd.evaluation.cruxeval import load_cruxeval
 from ssd.evaluation.run import check_eval, run_evaluation
+from ssd.evaluation.shell import load_humaneval_sh
 from ssd.evaluation.suite import COLUMNS
 from ssd.evaluation.tasks import load_aime, load_mmlu
 from tests.conftest import REPO, compose
@@ -134,15 +135,9 @@ def test_suite_keys_fail_in_one_line(tmp_path: Path) -> None:
         check_eval(compose("evaluate", ["eval=transfer", "eval.suite=[mmlu]", "eval.ks=[5]"]))
 
 
-PROGRAM_TASKS = all(importlib.util.find_spec(f"ssd.evaluation.{m}") is not None
-                    for m in ("shell", "cruxeval"))
-
-
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``python evaluate.py model=tiny eval=transfer eval.limit=2`` (short samples), run once."""
-    if not PROGRAM_TASKS:
-        pytest.skip("ssd.evaluation.shell / cruxeval (HumanEval-sh, CruxEval) not there yet")
     where = tmp_path_factory.mktemp("transfer")
     command = [sys.executable, str(REPO / "evaluate.py"), "model=tiny", "eval=transfer",
                "eval.limit=2", "eval.n=2", "decoding.max_tokens=16", "engine.enforce_eager=true",
@@ -182,9 +177,6 @@ def test_tiny_model_report_from_the_suite_without_sampling(tiny_suite: Path,
 def test_program_tasks_are_checked_in_the_sandbox_through_the_task_table(tmp_path: Path) -> None:
     """CruxEval and HumanEval-Shell completions go through their task's program builder and the
     sandbox; a rejected answer is a no_code failure that says why."""
-    from ssd.evaluation.cruxeval import load_cruxeval
-    from ssd.evaluation.shell import load_humaneval_sh
-
     crux = load_cruxeval(TRANSFER / "cruxeval" / "cruxeval.jsonl", "output")[:2]
     rows = []
     for p in crux:

@@ -48,7 +48,13 @@ from ssd.evaluation.answers import (
 )
 from ssd.evaluation.benchmarks import BuiltProgram, Problem
 from ssd.evaluation.checking import Verdict
+from ssd.evaluation.cruxeval import build_cruxeval_program, cruxeval_messages, load_cruxeval
 from ssd.evaluation.prompts import eval_messages
+from ssd.evaluation.shell import (
+    build_humaneval_sh_program,
+    humaneval_sh_messages,
+    load_humaneval_sh,
+)
 from ssd.identity import input_identity
 
 Messages = list[dict[str, str]]
@@ -155,23 +161,9 @@ def _mmlu_judge(problem: Problem, completion: str) -> tuple[Verdict, dict[str, A
 
 
 # -- the program tasks (ssd.evaluation.shell, ssd.evaluation.cruxeval) ---------------------------
-def _shell() -> Any:
-    from ssd.evaluation import shell
-
-    return shell
-
-
-def _cruxeval() -> Any:
-    from ssd.evaluation import cruxeval
-
-    return cruxeval
-
-
 def _crux_task(mode: str) -> Task:
-    return Task(f"cruxeval_{mode}",
-                load=lambda e: _cruxeval().load_cruxeval(e.path, mode),
-                prompter=lambda e: _cruxeval().cruxeval_messages,
-                program=lambda p, c: _cruxeval().build_cruxeval_program(p, c))
+    return Task(f"cruxeval_{mode}", load=lambda e: load_cruxeval(e.path, mode),
+                prompter=lambda e: cruxeval_messages, program=build_cruxeval_program)
 
 
 TASKS: dict[str, Task] = {
@@ -179,9 +171,9 @@ TASKS: dict[str, Task] = {
                  prompter=lambda e: lambda p: math_messages(p.content), answer=_aime_judge),
     "mmlu": Task("mmlu", load=lambda e: load_mmlu(e.path), prompter=_mmlu_prompter,
                  answer=_mmlu_judge),
-    "humaneval_sh": Task("humaneval_sh", load=lambda e: _shell().load_humaneval_sh(e.path),
-                         prompter=lambda e: _shell().humaneval_sh_messages,
-                         program=lambda p, c: _shell().build_humaneval_sh_program(p, c)),
+    "humaneval_sh": Task("humaneval_sh", load=lambda e: load_humaneval_sh(e.path),
+                         prompter=lambda e: humaneval_sh_messages,
+                         program=build_humaneval_sh_program),
     "cruxeval_input": _crux_task("input"),
     "cruxeval_output": _crux_task("output"),
 }
