@@ -225,10 +225,10 @@ def str_shows_subclass(tree: Any, top_level: bool = True) -> str | None:
     if type(tree) is not dict:
         return None
     ((tag, body),) = tree.items()
-    if tag in codec.SUBCLASS_TAGS and (tag == "m" or not top_level):
+    if tag == "m" or (tag == "n" and not top_level):  # a dict subclass; a nested named tuple
         return str(body[0])
     children: list[Any]
-    if tag in codec.SUBCLASS_TAGS:
+    if tag == "n":  # made a list first: only its items can show a type
         children = body[1]
     elif tag == "d":
         children = [part for pair in body for part in pair]
