@@ -10,6 +10,9 @@ Design (details in `_zygote.py` and `_harness.py`):
 * Per program the template forks a child that enters new mount/network/IPC namespaces (no network
   interfaces, private tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock), sets rlimits and
   no_new_privs, drops to the slot uid and serves requests over a private socket.
+* A whole program (`Slot.run_program`: Python in the forked child, bash exec'd in its place)
+  writes stdout and stderr into memory files of the evaluator; the template waits for its exit
+  and reaps it, and that exit status is the program's verdict.
 * After each program: SIGKILL to the child's process group, then `kill(-1)` as the slot uid, then
   reap; the template is a child subreaper, so processes that escaped the group (setsid,
   double fork) are still its descendants and are verified gone before the slot is reused.
