@@ -555,3 +555,24 @@ def test_the_report_states_the_pools_decontamination() -> None:
     record = {"sets": ["lcb_v6"], "checked": 64, "overlapping": 2, "shares_any_ngram": 35}
     assert decontamination_cell(record) == (
         "64 prompts checked against lcb_v6: 2 overlapping dropped (35 share any 8-gram)")
+
+
+def test_the_generation_section_shows_the_diagnostics_or_dashes_for_an_older_run() -> None:
+    records = synthetic_records()
+    older = build_report(records)  # a generate run.json from before the diagnostics
+    assert "| with an extractable code block | – |" in older
+    assert "| mean completion tokens | – |" in older and "A sample of median length" not in older
+    records.generate["diagnostics"] = {
+        "samples": 16, "code_block": 0.375, "parses": 0.25, "cut": 0.375, "mixed_script": 0.0625,
+        "non_ascii": 0.002, "mean_completion_tokens": 250.0,
+        "representative": {"prompt_id": "p7", "sample_index": 0, "completion_tokens": 240,
+                           "finish_reason": "stop", "completion": "```python\nprint(7)\n```",
+                           "clipped_chars": 0}}
+    report = build_report(records)
+    assert "| with an extractable code block | 37.5% |" in report
+    assert "| whose code block parses as Python | 25.0% |" in report
+    assert "| mixed-script (letters of several scripts) | 6.2% |" in report
+    assert "| non-ASCII characters (of all sampled text) | 0.2% |" in report
+    assert "| mean completion tokens | 250 |" in report
+    assert ("A sample of median length (240 tokens, finish reason stop; prompt `p7`, sample 0):"
+            "\n\n````\n```python\nprint(7)\n```\n````") in report

@@ -152,6 +152,8 @@ def synthetic_grid() -> list[dict]:
 def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path) -> None:
     cells = synthetic_grid()
     cells[0]["training_set"] = {"tokens": "sampled_ids", "samples": 8, "ended": 3, "open": 5}
+    cells[0]["diagnostics"] = {"code_block": 0.5, "parses": 0.25, "mixed_script": 0.125}
+    cells[3]["training_set"] = {"tokens": "sampled_ids", "samples": 8, "ended": 8, "open": 0}
     markdown, summary = build_grid_report(cells + cells[:3])  # a cell seen twice counts once
     assert len(summary["rows"]) == 2 * 3 * 3 * 2
     assert all(r["checkpoint"] == "step-000004" for r in summary["best_per_cell"])
@@ -161,7 +163,9 @@ def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path)
     assert summary["base_best"]["t_eval"] == 1.0
     assert "## Best cell against the base model (Section 3.3)" in markdown
     assert "| 1.2 | none | step-000004 | 1 | 1.2 | 50.0% |" in markdown
-    assert "| 0.8 | none | 8 | 3 | 5 | sampled_ids |" in markdown  # what the cell trained on
+    # what the cell trained on, and what its samples looked like (– from an older generate run)
+    assert "| 0.8 | none | 8 | 3 | 5 | sampled_ids | 50.0% | 25.0% | 12.5% |" in markdown
+    assert "| 1.2 | none | 8 | 8 | 0 | sampled_ids | – | – | – |" in markdown
     for i, cell in enumerate(cells):
         (tmp_path / str(i)).mkdir()
         (tmp_path / str(i) / "cell.json").write_text(json.dumps(cell))

@@ -216,6 +216,8 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "evaluations": evaluations,
         "base": _metrics(base.record()) if base is not None else None,
         "training_set": train_record.get("training_set"),
+        # what the samples look like (none for a generate run from before the diagnostics)
+        "diagnostics": generated.record().get("diagnostics"),
         "stages": [{k: v for k, v in s.summary().items() if k != "overrides"} for s in stages],
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -39,6 +39,9 @@ from ssd.plotting import pyplot, save_figure
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
 TEFF_PNG = "teff.png"
+# The generate runs' diagnostics shown per training set: key -> column.
+DIAGNOSTICS_COLUMNS = {"code_block": "code block", "parses": "parses",
+                       "mixed_script": "mixed script"}
 # Per-problem outcomes of the grid's evaluations, by evaluate run directory.
 Results = Mapping[str, Sequence[ProblemResult]]
 
@@ -119,13 +122,16 @@ def teff_records(best_rows: Sequence[dict[str, Any]]) -> list[ResultRecord]:
 
 def training_set_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """What each (T_train, truncation) trained on: samples, ended by the model, cut at
-    max_tokens and trained open (train.py's record of its training set), once each."""
+    max_tokens and trained open (train.py's record of its training set), and the generate run's
+    diagnostics of the sampled text (``diagnostics``: None for a run from before them), once
+    each."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for cell in cells:
         found = cell.get("training_set")
         if found:
             rows[(cell["truncation"], cell["t_train"])] = {
-                "t_train": cell["t_train"], "truncation": cell["truncation"], **found}
+                "t_train": cell["t_train"], "truncation": cell["truncation"], **found,
+                "diagnostics": cell.get("diagnostics")}
     return [rows[key] for key in sorted(rows)]
 
 
@@ -318,9 +324,14 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
     if trained:
         lines += ["", "## Training sets", "", table(
             ["T_train", "truncation", "samples", "ended by the model", "cut, trained open",
-             "tokens"],
+             "tokens", *DIAGNOSTICS_COLUMNS.values()],
             [[f"{t['t_train']:g}", t["truncation"], t.get("samples"), t.get("ended"),
-              t.get("open"), t.get("tokens")] for t in trained])]
+              t.get("open"), t.get("tokens"),
+              *[percent((t["diagnostics"] or {}).get(key)) for key in DIAGNOSTICS_COLUMNS]]
+             for t in trained]),
+            "", "Of the samples generated (before the filter): with an extractable code block, "
+            "whose block parses as Python, whose letters mix scripts (`ssd/generation/"
+            "diagnostics.py`); – for a generate run from before these were recorded."]
     if bases:
         lines += ["", "## Base model (decode only)", "", table(
             ["T_eval", "truncation", "pass@1", "pass@5", "pass@1 95% CI", "pass@5 95% CI",

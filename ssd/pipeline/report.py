@@ -257,6 +257,30 @@ def stamp_differences(evaluations: Sequence[EvalRecord]) -> dict[str, list[str]]
 
 
 # -- the report (pure) --------------------------------------------------------------------------
+def diagnostics_rows(found: Mapping[str, Any] | None) -> list[list[str]]:
+    """The generate run's diagnostics of its sampled text (``run.json``: ``diagnostics``) as
+    table rows; "–" throughout for a run sampled before they were recorded."""
+    d = found or {}
+    mean = d.get("mean_completion_tokens")
+    return [["with an extractable code block", percent(d.get("code_block"))],
+            ["whose code block parses as Python", percent(d.get("parses"))],
+            ["cut at max_tokens", percent(d.get("cut"))],
+            ["mixed-script (letters of several scripts)", percent(d.get("mixed_script"))],
+            ["non-ASCII characters (of all sampled text)", percent(d.get("non_ascii"))],
+            ["mean completion tokens", "–" if mean is None else f"{mean:.0f}"]]
+
+
+def representative_lines(found: Mapping[str, Any] | None) -> list[str]:
+    """The diagnostics' representative sample (median length) as a fenced block; nothing for a
+    run without diagnostics."""
+    chosen = (found or {}).get("representative")
+    if not chosen:
+        return []
+    return [f"A sample of median length ({chosen['completion_tokens']} tokens, finish reason "
+            f"{chosen['finish_reason']}; prompt `{chosen['prompt_id']}`, sample "
+            f"{chosen['sample_index']}):", "", fence(clip(chosen["completion"])), ""]
+
+
 def decontamination_cell(record: Mapping[str, Any] | None) -> str:
     """What generate's run record says about the pool's check against evaluation sets."""
     if not record:
@@ -368,6 +392,11 @@ def build_report(r: DemoRecords) -> str:
                 if shards.get("seconds") and shards.get("completion_tokens") else "")],
         ]),
         "",
+        "What the sampled text looks like (the generate run's diagnostics):",
+        "",
+        table(["", "value"], diagnostics_rows(r.generate.get("diagnostics"))),
+        "",
+        *representative_lines(r.generate.get("diagnostics")),
         "## Training",
         "",
     ]
