@@ -4,7 +4,6 @@ output answer that calls `f` rejected without running."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,7 +109,6 @@ def test_programs(sets: dict[str, list[Problem]]) -> None:
 def test_gold_answers_pass_and_none_fails(ev: Evaluator, sets: dict[str, list[Problem]],
                                           mode: str) -> None:
     problems = sets[mode]
-    start = time.monotonic()
     programs = [cruxeval_program(p, gold(p)) for p in problems]
     assert programs == [p.reference for p in problems]  # the official program of the gold answer
     assert sum(v.passed for v in ev.check_many(list(zip(problems, programs, strict=True)))) == 800
@@ -121,7 +119,6 @@ def test_gold_answers_pass_and_none_fails(ev: Evaluator, sets: dict[str, list[Pr
         verdicts = ev.check_many([(p, b.program) for p, b in zip(problems, nones, strict=True)])
         assert sum(v.passed for v in verdicts) == 0
         assert {v.reason for v in verdicts} == {"wrong_answer"}
-    assert time.monotonic() - start < 60
 
 
 def test_an_output_answer_calling_f_is_rejected(ev: Evaluator,
@@ -133,3 +130,19 @@ def test_an_output_answer_calling_f_is_rejected(ev: Evaluator,
     # ... which matters: run, the call would pass.
     program = f"{problem.content}\nassert {problem.tests[0].output} == {call}"
     assert ev.check(problem, program).passed
+
+
+@pytest.mark.parametrize("mode", ["input", "output"])
+def test_an_answer_that_ends_the_interpreter_early_fails(ev: Evaluator,
+                                                         sets: dict[str, list[Problem]],
+                                                         mode: str) -> None:
+    """The official harness execs the program, where any exit is an exception: an answer that
+    exits with status 0 before the assertion runs must not pass."""
+    problem = sets[mode][0]
+    escape = "__import__('sys').exit(0)"
+    answer = f"f({escape})" if mode == "input" else escape
+    built = build_cruxeval_program(problem, tagged(f"assert {answer} == {problem.tests[0].output}"
+                                                   if mode == "input" else answer))
+    assert built.program is not None
+    verdict = ev.check(problem, built.program)
+    assert (verdict.passed, verdict.reason) == (False, "runtime_error"), verdict

@@ -71,7 +71,7 @@ def contained(ev: Evaluator, templates: list[int], code: str,
     (PYTHON, "def f(x):\n    return x\nassert f(1) == 2\n", False, "wrong_answer"),
     (PYTHON, "def f(:\n", False, "compile_error"),
     (PYTHON, "[][1]\n", False, "runtime_error"),
-    (PYTHON, "import sys\nsys.exit(0)\nassert False\n", True, None),
+    (PYTHON, "import sys\nsys.exit(0)\nassert False\n", False, "runtime_error"),  # not its end
     (PYTHON, "raise SystemExit('bye')\n", False, "runtime_error"),
     (PYTHON, "x = bytearray(1 << 30)\n", False, "memory"),
 ], ids=["bash-pass", "bash-wrong", "bash-syntax", "bash-not-found", "bash-exit-3", "bash-sigpipe",
@@ -93,7 +93,7 @@ def test_programs_run_with_their_interpreters_defaults(ev: Evaluator) -> None:
     """No LiveCodeBench prelude and Python's own recursion limit, as `python program.py`."""
     assert ev.check(PYTHON, "import sys\nassert sys.getrecursionlimit() == 1000\n").passed
     assert ev.check(PYTHON, "defaultdict\n").reason == "runtime_error"
-    assert ev.check(PYTHON, "assert __name__ == '__main__'\nexit(0)\n").passed
+    assert ev.check(PYTHON, "assert __name__ == '__main__'\n").passed
 
 
 def test_a_problem_needs_no_tests_and_no_extraction(ev: Evaluator) -> None:

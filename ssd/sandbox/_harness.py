@@ -378,8 +378,11 @@ def run_program(language: str, code: str) -> int:
     bash replaces this process (exec), so the status the template reaps is bash's own. Python
     runs here, in the already-warm interpreter, as ``__main__`` with the interpreter's defaults
     (no prelude, recursion limit 1,000): an uncaught exception prints its traceback and exits
-    with 1, SystemExit as ``python`` handles it. Unlike ``python program.py``, threads still
-    running when the module ends are not waited for.
+    with 1. A Python program passes only by running to its end: SystemExit, whatever its code,
+    fails it (status 1, or its own nonzero code), as in CruxEval's harness, where the program is
+    ``exec``'d and any exit is an exception; otherwise an answer such as
+    ``__import__('sys').exit(0)`` would end the program before its assertion and pass. Unlike
+    ``python program.py``, threads still running when the module ends are not waited for.
     """
     if language == "bash":
         with open("program.sh", "w", encoding="utf-8") as f:
@@ -400,7 +403,8 @@ def run_program(language: str, code: str) -> int:
         exec(compiled, _fresh_globals(False, "__main__"))
         status = 0
     except SystemExit as exc:
-        status = _exit_status(exc)
+        status = _exit_status(exc) or 1
+        print(f"SystemExit({exc.code!r}) before the program's end", file=sys.stderr)
     except BaseException as exc:  # the traceback without this function's frame, as python's
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         traceback.print_exception(type(exc), exc, tb)
