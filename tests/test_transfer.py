@@ -201,3 +201,18 @@ def test_program_tasks_are_checked_in_the_sandbox_through_the_task_table(tmp_pat
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pass@1"] == 0 and metrics["samples"] == 2
     assert "no_code" not in metrics["reasons"]  # a program ran and failed
+
+
+def test_the_papers_rows_sit_beside_for_a_paper_preset() -> None:
+    from ssd.analysis.transfer import PAPER_TABLE5, table
+
+    value = {"estimate": 0.5, "low": 0.4, "high": 0.6}
+    rows = [{"column": column, "base": value, "ssd": value, "p": 1.0,
+             "difference": {"estimate": 0.0, "low": -0.1, "high": 0.1}}
+            for column in COLUMNS.values()]
+    header, body = table(rows, PAPER_TABLE5["qwen3-4b-instruct-2507"])
+    assert header[1:] == list(COLUMNS.values())
+    assert [row[0] for row in body] == ["base", "+SSD", "+SSD - base", "paper: base",
+                                        "paper: +SSD", "paper: +SSD - base"]
+    assert body[3][1:] == ["61.3", "44.6", "87.8", "47.5", "85.5", "77.6", "70.6"]
+    assert body[5][4] == "-15.8"  # HumanEval-Shell, the headline loss
