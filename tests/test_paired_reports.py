@@ -191,7 +191,7 @@ def test_the_grid_report_compares_the_best_cell_and_each_cell_with_the_base_mode
     expected = compare(read(base_dir), read(best_dir), label_a="base", label_b="SSD", **STATS)
     assert summary["comparison"] == json.loads(json.dumps(expected.to_dict()))
     # Each cell against the base model at its own T_eval.
-    at = {(c["t_train"], c["t_eval"]): c["comparison"] for c in summary["comparisons_at_t_eval"]}
+    at = {(c["t_train"], c["t_eval"]): c["comparison"] for c in summary["comparisons_with_base"]}
     assert set(at) == {(1.0, 0.6), (1.0, 1.0), (2.0, 0.6), (2.0, 1.0)}
     assert at[(2.0, 0.6)]["label_a"] == "base" and at[(1.0, 1.0)] == summary["comparison"]
     row = next(r for r in summary["rows"] if (r["t_train"], r["t_eval"]) == (2.0, 0.6))
@@ -251,7 +251,7 @@ def test_the_grid_report_warns_when_base_and_ssd_differ_and_reads_older_cells_st
         "base and SSD were graded by different grader profiles (base: default; SSD: ml_ssd)"]
     headline = markdown.split("## Best cell")[1].split("## Each trained model")[0]
     assert "**Warning:** base and SSD were graded by different grader profiles" in headline
-    at = {c["t_eval"]: c["stamp_differences"] for c in summary["comparisons_at_t_eval"]}
+    at = {c["t_eval"]: c["stamp_differences"] for c in summary["comparisons_with_base"]}
     assert at[0.6] == [f"base and SSD were evaluated on different problem sets (base: lcb_sample, "
                        f"29 problems, ids sha256 {fewer['id_digest'][:12]}; SSD: lcb_sample, 30 "
                        f"problems, ids sha256 {SAMPLE_SET['id_digest'][:12]})"]

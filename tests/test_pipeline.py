@@ -20,7 +20,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from ssd.config import ConfigError
-from ssd.pipeline.grid import check_grid, select_checkpoints
+from ssd.pipeline.grid import (
+    check_grid,
+    evaluate_overrides,
+    generate_overrides,
+    select_checkpoints,
+    truncation_overrides,
+)
 from ssd.pipeline.grid_report import build_grid_report, write_grid_report
 from ssd.pipeline.lock import StageLock, process_start, stale_reason
 from ssd.pipeline.stages import COMPUTATIONS_FILE
@@ -43,6 +49,9 @@ def test_checkpoint_selection_follows_training_order() -> None:
     ("eval.checkpoints=every_0", "eval.checkpoints"),
     ("eval.checkpoints=best", "last, all or every_<k>"),
     ("gen.truncation=top3", "a conf/truncation preset"),
+    ("eval.truncation=k10_p0", "k<top_k>_p<top_p>"),
+    ("gen.truncation=k10_p1.5", "0 < top_p <= 1"),
+    ("eval.base_decoding=best", "table4 .* or grid"),
     ("gen.T=0", "a temperature > 0"),
     ("eval.benchmark=nope", "a conf/eval preset"),
     ("lock.heartbeat_s=900", "< lock.stale_after_s"),
@@ -51,6 +60,36 @@ def test_checkpoint_selection_follows_training_order() -> None:
 def test_bad_grid_values_are_refused(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_grid(compose("pipeline", [override]))
+
+
+def test_a_truncation_is_a_preset_or_its_values_and_both_reach_the_same_stage() -> None:
+    import ssd.generation as generation
+
+    assert truncation_overrides("none") == ["truncation=none"]
+    assert truncation_overrides("k10_p1.0") == ["truncation=none", "truncation.top_k=10",
+                                                "truncation.top_p=1.0"]
+    plans = {}
+    for spec in ("top20_p08", "k20_p0.8", "k10_p1.0"):
+        cfg = compose("pipeline", ["model=tiny", f"gen.truncation={spec}"])
+        check_grid(cfg)
+        stage = compose("generate", generate_overrides(cfg, []))
+        plans[spec] = (stage.truncation.top_k, stage.truncation.top_p,
+                       generation.sampling_plan(stage).identity)
+    assert plans["k10_p1.0"][:2] == (10, 1.0)  # top-k 10 alone, as the paper's Figure 10
+    assert plans["k20_p0.8"] == plans["top20_p08"]  # the same values: the same generate run
+
+
+@pytest.mark.parametrize(("base_decoding", "expected"), [("table4", (0.7, 20, 0.8)),
+                                                         ("grid", (1.3, 0, 0.95))])
+def test_the_base_model_is_evaluated_at_table_4s_decoding_or_the_grids(
+        base_decoding: str, expected: tuple) -> None:
+    cfg = compose("pipeline", ["model=tiny", "eval.T=1.3", "eval.truncation=k0_p0.95",
+                               f"eval.base_decoding={base_decoding}"])
+    check_grid(cfg)
+    base = compose("evaluate", evaluate_overrides(cfg, [], None))
+    assert (base.decoding.T, base.truncation.top_k, base.truncation.top_p) == expected
+    checkpoint = compose("evaluate", evaluate_overrides(cfg, [], Path("/m")))
+    assert (checkpoint.decoding.T, checkpoint.truncation.top_k) == (1.3, 0)
 
 
 def test_bad_grid_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:
@@ -128,7 +167,8 @@ def _cell(t_train: float, truncation: str, t_eval: float, by_step: dict[int, flo
           base: float) -> dict:
     def metrics(p1: float) -> dict:
         return {"ks": [1, 5], "overall": {"pass@1": p1, "pass@5": min(1.0, 2 * p1)},
-                "per_difficulty": {"easy": {"pass@1": p1}}, "problems": 4, "samples": 40}
+                "per_difficulty": {"easy": {"pass@1": p1, "pass@5": min(1.0, 2 * p1)}},
+                "problems": 4, "samples": 40}
 
     return {"t_train": t_train, "truncation": truncation, "t_eval": t_eval,
             "eval_truncation": "evaluation", "benchmark": "b", "model": "m",
@@ -162,7 +202,14 @@ def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path)
     assert summary["best"]["t_train"] * summary["best"]["t_eval"] == pytest.approx(1.2, abs=0.05)
     assert summary["base_best"]["t_eval"] == 1.0
     assert "## Best cell against the base model (Section 3.3)" in markdown
-    assert "| 1.2 | none | step-000004 | 1 | 1.2 | 50.0% |" in markdown
+    # pass@1 and pass@5, overall then per difficulty (pass@5 = min(1, 2 pass@1) here)
+    assert "| pass@1 | pass@5 | pass@1/easy | pass@5/easy | pass@1 95% CI |" in markdown
+    assert "| 1.2 | none | step-000004 | 1 | 1.2 | 50.0% | 100.0% | 50.0% | 100.0% |" in markdown
+    assert "| 0.8 | none | step-000004 | 0.6 | 0.48 | -1.8% | -3.7% | -1.8% | -3.7% |" in markdown
+    assert {f["group"] for f in summary["fits_pass@5"]} == {"none", "top20_p08"}
+    # cells from before eval.base_decoding: the base at every T_eval, the grid's own decoding
+    assert {b["reference"] for b in summary["base"]} == {"grid"} and len(summary["base"]) == 3
+    assert "Base model reference: the grid's own decoding" in markdown
     # what the cell trained on, and what its samples looked like (– from an older generate run)
     assert "| 0.8 | none | 8 | 3 | 5 | sampled_ids | 50.0% | 25.0% | 12.5% |" in markdown
     assert "| 1.2 | none | 8 | 8 | 0 | sampled_ids | – | – | – |" in markdown
@@ -174,9 +221,25 @@ def test_grid_report_reads_the_best_checkpoint_and_fits_the_peak(tmp_path: Path)
     write_grid_report(tmp_path, OmegaConf.create({"logger": logger}))
     for name in ("grid.md", "grid.json", "teff.png", "heatmap_none.png", "heatmap_top20_p08.png"):
         assert (tmp_path / name).stat().st_size > 0
+    assert "| pass@5 | none | 9 | 1 | concave |" in (tmp_path / "grid.md").read_text()
     # W&B: one offline run in the sweep directory, the grid's rows as a W&B table
     tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/grid/table_*.table.json"))
     assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 36
+
+
+def test_the_grid_report_compares_every_cell_with_the_table_4_base() -> None:
+    cells = synthetic_grid()
+    for cell in cells:  # one base evaluation at the recipe's baseline decoding, in every cell
+        cell["base_decoding"] = "table4"
+        cell["base"].update({"t_eval": 0.7, "top_k": 20, "top_p": 0.8, "overall": {
+            "pass@1": 0.25, "pass@5": 0.5}})
+    markdown, summary = build_grid_report(cells)
+    [base] = summary["base"]
+    assert (base["reference"], base["t_eval"], base["truncation"]) == ("table4", 0.7, "baseline")
+    assert ("Base model reference: Table 4's decoding (`decoding=baseline truncation=baseline`: "
+            "T 0.7, top-k 20, top-p 0.8)") in markdown
+    assert "| table4 | 0.7 | baseline | 25.0% | 50.0% |" in markdown
+    assert "- Base model, best decode-only setting in the grid: pass@1 25.0% at T 0.7" in markdown
 
 
 # -- end to end on the tiny model -----------------------------------------------------------------
@@ -191,7 +254,7 @@ TINY = ["model=tiny", "logger=none", "gen.limit=8", "eval.benchmark=lcb_sample",
         'eval.overrides=["eval.limit=2","eval.n=5","decoding.max_tokens=16","progress=false",'
         '"engine.enforce_eager=true"]',
         "lock.poll_s=0.5"]
-GRID = ["gen.T=1.0,2.0", "gen.truncation=none,top20_p08", "eval.T=0.6,1.0,1.4"]
+GRID = ["gen.T=1.0,2.0", "gen.truncation=none,k20_p0.8", "eval.T=0.6,1.0,1.4"]
 
 
 def grid_command(sweep: Path, *extra: str, tiny: list[str] = TINY) -> list[str]:
@@ -226,24 +289,31 @@ def per_stage(workspace: Path) -> list[int]:
 @pytest.mark.slow
 def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) -> None:
     run_grid(tmp_path, "first", *GRID)
+    # one base evaluation: at Table 4's decoding (eval.base_decoding=table4), whatever T_eval
     assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
-                                  "evaluate base": 3}
+                                  "evaluate base": 1}
     assert set(per_stage(tmp_path)) == {1}
     cells = [json.loads(p.read_text()) for p in (tmp_path / "first").rglob("cell.json")]
     assert len(cells) == 12
-    assert sum(s["computed"] for c in cells for s in c["stages"]) == 4 + 4 + 12 + 3
+    assert sum(s["computed"] for c in cells for s in c["stages"]) == 4 + 4 + 12 + 1
+    assert all(0 <= c["diagnostics"]["code_block"] <= 1 for c in cells)
     grid = json.loads((tmp_path / "first" / "grid.json").read_text())
-    assert len(grid["rows"]) == 12 and {f["group"] for f in grid["fits"]} == {"none", "top20_p08"}
-    assert (tmp_path / "first" / "heatmap_top20_p08.png").exists()
-    # every evaluation (12 SSD, 3 base) on the same 2 problems, under the default grader
+    assert len(grid["rows"]) == 12 and {f["group"] for f in grid["fits"]} == {"none", "k20_p0.8"}
+    assert {f["group"] for f in grid["fits_pass@5"]} == {"none", "k20_p0.8"}
+    [base] = grid["base"]
+    assert (base["reference"], base["t_eval"], base["top_k"]) == ("table4", 0.7, 20)
+    assert (tmp_path / "first" / "heatmap_k20_p0.8.png").exists()
+    # every evaluation (12 SSD, 1 base) on the same 2 problems, under the default grader
     [stamp] = grid["stamps"]
-    assert len(stamp["evaluations"]) == 15 and stamp["grader"]["name"] == "default"
+    assert len(stamp["evaluations"]) == 13 and stamp["grader"]["name"] == "default"
     assert stamp["problem_set"]["problems"] == 2
-    assert "Every evaluation (15): problem set " in (tmp_path / "first" / "grid.md").read_text()
+    markdown = (tmp_path / "first" / "grid.md").read_text()
+    assert "Every evaluation (13): problem set " in markdown
+    assert "Base model reference: Table 4's decoding" in markdown
 
     again = run_grid(tmp_path, "again", *GRID)
     assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 12,
-                                  "evaluate base": 3}
+                                  "evaluate base": 1}
     assert ": done in" not in again
     # generation, filter, training, final, base
     assert again.count("complete, reused") == 12 * 5
@@ -275,9 +345,9 @@ def test_a_changed_filter_in_the_grid_refilters_and_retrains_but_never_resamples
 @pytest.mark.slow
 def test_overlapping_grids_compute_each_shared_stage_once(tmp_path: Path) -> None:
     """Two commands started together: the same generation and training, two T_eval values each,
-    one shared; every checkpoint evaluated ("all")."""
+    one shared; every checkpoint evaluated ("all"); the base model at the grid's decoding."""
     commands = [grid_command(tmp_path / name, "gen.T=1.0", "gen.truncation=none", values,
-                             "eval.checkpoints=all")
+                             "eval.checkpoints=all", "eval.base_decoding=grid")
                 for name, values in (("a", "eval.T=0.6,1.0"), ("b", "eval.T=1.0,1.4"))]
     processes = [subprocess.Popen(c, cwd=tmp_path, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for c in commands]

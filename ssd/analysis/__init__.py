@@ -9,9 +9,9 @@
 Every core function is pure; the only I/O lives in the explicit ``plot_*`` functions.
 
 Public entry for the drivers: the T_eff fits the grid report draws (``ResultRecord``,
-``fit_groups``, ``plot_teff``, ``summary_rows``) and the exact path-product models the lab
-compares its learned models with (``ToyModel``, ``find_optimum``, ``ssd_student``,
-``success_curve``, ``success_probability``).
+``TeffPanel``, ``fit_groups``, ``plot_teff``, ``plot_teff_panels``, ``summary_rows``) and the
+exact path-product models the lab compares its learned models with (``ToyModel``,
+``find_optimum``, ``ssd_student``, ``success_curve``, ``success_probability``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ssd.analysis.teff import ResultRecord, fit_groups, plot_teff, summary_rows
+from ssd.analysis.teff import (
+    ResultRecord,
+    TeffPanel,
+    fit_groups,
+    plot_teff,
+    plot_teff_panels,
+    summary_rows,
+)
 
 
 @contextmanager
@@ -48,6 +55,6 @@ from ssd.analysis.toy import (  # noqa: E402  (toy uses single_thread, defined a
     success_probability,
 )
 
-__all__ = ["Optimum", "ResultRecord", "ToyModel", "find_optimum", "fit_groups", "plot_teff",
-           "single_thread", "ssd_student", "success_curve", "success_probability",
-           "summary_rows"]
+__all__ = ["Optimum", "ResultRecord", "TeffPanel", "ToyModel", "find_optimum", "fit_groups",
+           "plot_teff", "plot_teff_panels", "single_thread", "ssd_student", "success_curve",
+           "success_probability", "summary_rows"]

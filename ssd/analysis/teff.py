@@ -32,7 +32,7 @@ class ResultRecord:
 
     t_train: float
     t_eval: float
-    pass_at_1: float
+    pass_at_1: float  # the score fitted and plotted (pass@k in a pass@k panel: ``TeffPanel``)
     group: str = DEFAULT_GROUP  # e.g. the training-time truncation ("none", "top-k=10", ...)
 
     @property
@@ -206,6 +206,18 @@ def summary_rows(fits: Mapping[str, QuadraticFit]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class TeffPanel:
+    """One panel of a T_eff figure: its score's name (the y label: "pass@1", "pass@5"), its
+    records (``pass_at_1`` holding that score), a dashed reference line and fits (computed from
+    the records when None)."""
+
+    metric: str
+    records: Sequence[ResultRecord | Mapping[str, Any] | Any]
+    baseline: float | None = None
+    fits: Mapping[str, QuadraticFit] | None = None
+
+
 def plot_teff(
     records: Iterable[ResultRecord | Mapping[str, Any] | Any],
     path: str | Path,
@@ -216,13 +228,29 @@ def plot_teff(
 
     Concave fits get their peak marked; ``baseline`` (e.g. the base model's pass@1) is dashed.
     """
+    return plot_teff_panels([TeffPanel("pass@1", list(records), baseline, fits)], path)
+
+
+def plot_teff_panels(panels: Sequence[TeffPanel], path: str | Path) -> Path:
+    """``plot_teff``'s scatter and fits once per panel, side by side (Figure 3a with its pass@5
+    panel: the grid report)."""
     plt = pyplot()
 
-    groups = group_records(records)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5),
+                             constrained_layout=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _draw_teff(ax, panel)
+    return save_figure(fig, path, dpi=120)
+
+
+def _draw_teff(ax: Any, panel: TeffPanel) -> None:
+    plt = pyplot()
+    groups = group_records(panel.records)
     fits = (
-        dict(fits) if fits is not None else fit_groups(r for rows in groups.values() for r in rows)
+        dict(panel.fits)
+        if panel.fits is not None
+        else fit_groups(r for rows in groups.values() for r in rows)
     )
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, rows) in enumerate(groups.items()):
         color = colors[i % len(colors)]
@@ -237,9 +265,8 @@ def plot_teff(
             if fit.peak_t_eff is not None and fit.peak_value is not None and fit.peak_in_range:
                 ax.plot(fit.peak_t_eff, fit.peak_value, marker="*", markersize=12, color=color)
         ax.scatter(x, y, color=color, alpha=0.7, label=label)
-    if baseline is not None:
-        ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label="baseline")
+    if panel.baseline is not None:
+        ax.axhline(panel.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
     ax.set_xlabel("T_eff = T_train · T_eval")
-    ax.set_ylabel("pass@1")
+    ax.set_ylabel(panel.metric)
     ax.legend(fontsize=8)
-    return save_figure(fig, path, dpi=120)

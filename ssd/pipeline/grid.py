@@ -7,14 +7,20 @@ whichever job or command needs it first) and writes ``cell.json`` into its Hydra
     filter       generate.py's filter step over those samples    (shared by every T_eval)
     train.py     on its training set                             (shared by every T_eval)
     evaluate.py  each selected checkpoint at T_eval              (one per checkpoint and T_eval)
-    evaluate.py  the base model at T_eval (eval.base)            (shared by every T_train)
+    evaluate.py  the base model (eval.base) at Table 4's decoding  (shared by every cell)
+                 or, with eval.base_decoding=grid, at T_eval        (shared by every T_train)
+
+A truncation (``gen.truncation``, ``eval.truncation``) is a conf/truncation preset or its values,
+``k<top_k>_p<top_p>`` (``k10_p1.0``: top-k 10 alone); the stages get ``truncation=<preset>``
+or ``truncation=none truncation.top_k=.. truncation.top_p=..`` (their identity is the values,
+so ``top20_p08`` and ``k20_p0.8`` share their runs).
 
 ``GridReport`` (a Hydra callback) reads the cells when the multirun ends and writes, into the
-sweep directory: ``grid.md`` and ``grid.json`` (pass@k of every (T_train, truncation, checkpoint,
-T_eval), the T_eff fits, the best cell against the base model's best decode-only setting),
-``teff.png`` (Figure 3a: best-checkpoint pass@1 against T_eff = T_train * T_eval, a quadratic fit
-per truncation) and ``heatmap_<truncation>.png`` (pass@1 over T_train x T_eval); with W&B on, the
-table as a W&B table in one run of the sweep's group.
+sweep directory: ``grid.md`` and ``grid.json`` (pass@1 and pass@5, overall and per difficulty, of
+every (T_train, truncation, checkpoint, T_eval), the T_eff fits, the best cell against the base
+model), ``teff.png`` (Figure 3a: best-checkpoint pass@1 and pass@5 against T_eff = T_train *
+T_eval, a quadratic fit per truncation) and ``heatmap_<truncation>.png`` (pass@1 and pass@5 over
+T_train x T_eval); with W&B on, the table as a W&B table in one run of the sweep's group.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ from ssd.pipeline.stages import (
 CELL_FILE = "cell.json"
 FINAL = "final"
 _EVERY = re.compile(r"^every_([1-9]\d*)$")
+# A truncation given by its values: k<top_k>_p<top_p> (top_k 0: off; top_p 1: off).
+_TRUNCATION_VALUES = re.compile(r"^k(?P<k>\d+)_p(?P<p>\d*\.?\d+)$")
+# eval.base_decoding: the paper's reference (Table 4: the recipe's baseline decoding, one base
+# evaluation for the whole grid), or the grid's own (the base at every T_eval).
+TABLE4, GRID = "table4", "grid"
+BASE_DECODINGS = (TABLE4, GRID)
 
 
 # -- validation and selection (pure) ------------------------------------------------------------
@@ -57,8 +69,10 @@ def check_grid(cfg: DictConfig) -> None:
         require(cfg, key, lambda v: is_number(v) and v > 0, "a temperature > 0")
     truncations = presets("truncation")
     for key in ("gen.truncation", "eval.truncation"):
-        require(cfg, key, lambda v: v in truncations,
-                "a conf/truncation preset: " + ", ".join(truncations))
+        require(cfg, key, lambda v: isinstance(v, str) and (v in truncations
+                                                            or truncation_values(v) is not None),
+                "a conf/truncation preset (" + ", ".join(truncations) + ") or k<top_k>_p<top_p> "
+                "with top_k >= 0 and 0 < top_p <= 1, e.g. k10_p1.0")
     pools = [p for p in presets("data") if p != "sft"]
     require(cfg, "gen.data", lambda v: v in pools, "a conf/data prompt pool: " + ", ".join(pools))
     require(cfg, "gen.limit", lambda v: v is None or (is_int(v) and v >= 1),
@@ -70,6 +84,9 @@ def check_grid(cfg: DictConfig) -> None:
             lambda v: v in ("last", "all") or (isinstance(v, str) and bool(_EVERY.match(v))),
             "last, all or every_<k> (k >= 1)")
     require(cfg, "eval.base", lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "eval.base_decoding", lambda v: v in BASE_DECODINGS,
+            "table4 (the recipe's baseline decoding, as the paper compares) or grid (the base "
+            "model at every T_eval with eval.truncation)")
     for stage in ("gen", "train", "eval"):
         require(cfg, f"{stage}.overrides", string_list,
                 "a list of Hydra overrides, e.g. '[engine.max_num_seqs=8]'")
@@ -100,7 +117,26 @@ def select_checkpoints(exports: Sequence[str], spec: str) -> list[str]:
     return steps[every - 1::every] + final
 
 
+def truncation_values(spec: str) -> tuple[int, float] | None:
+    """(top_k, top_p) of a ``k<top_k>_p<top_p>`` truncation; None for anything else (a preset
+    name) or values out of range."""
+    found = _TRUNCATION_VALUES.match(spec)
+    if found is None:
+        return None
+    top_k, top_p = int(found.group("k")), float(found.group("p"))
+    return (top_k, top_p) if 0 < top_p <= 1 else None
+
+
 # -- the stages' overrides (pure given the choices) ---------------------------------------------
+def truncation_overrides(spec: str) -> list[str]:
+    """A stage's overrides for a grid truncation: its preset, or its values over ``none``."""
+    values = truncation_values(spec)
+    if values is None:
+        return [f"truncation={spec}"]
+    top_k, top_p = values
+    return ["truncation=none", f"truncation.top_k={top_k}", f"truncation.top_p={top_p!r}"]
+
+
 def forwarded_choices(cfg: DictConfig) -> list[str]:
     """What every stage gets from the driver: ``experiment=<name>`` as this Hydra job chose it,
     and its logger, W&B runs grouped by the sweep (the grid is one W&B group)."""
@@ -126,7 +162,7 @@ def generate_overrides(cfg: DictConfig, choices: Sequence[str]) -> list[str]:
     g = cfg.gen
     return [*driver_model_overrides(cfg), *choices, f"data={g.data}",
             f"data.limit={override_value(g.limit)}", f"decoding.T={override_value(g.T)}",
-            f"truncation={g.truncation}", *g.overrides]
+            *truncation_overrides(str(g.truncation)), *g.overrides]
 
 
 def train_overrides(cfg: DictConfig, choices: Sequence[str], samples: Path) -> list[str]:
@@ -135,11 +171,16 @@ def train_overrides(cfg: DictConfig, choices: Sequence[str], samples: Path) -> l
 
 
 def evaluate_overrides(cfg: DictConfig, choices: Sequence[str], model: Path | None) -> list[str]:
-    """The base model (``model`` None) or a checkpoint export at the cell's T_eval."""
+    """A checkpoint export at the cell's T_eval, or the base model (``model`` None) at
+    ``eval.base_decoding``: Table 4's (``decoding=baseline truncation=baseline``) or the
+    cell's."""
     e = cfg.eval
     checkpoint = [] if model is None else [f"model.path={override_value(str(model))}"]
+    decoding = (["decoding=baseline", "truncation=baseline"]
+                if model is None and e.base_decoding == TABLE4 else
+                [f"decoding.T={override_value(e.T)}", *truncation_overrides(str(e.truncation))])
     return [*driver_model_overrides(cfg), *checkpoint, *choices, f"eval={e.benchmark}",
-            f"decoding.T={override_value(e.T)}", f"truncation={e.truncation}", *e.overrides]
+            *decoding, *e.overrides]
 
 
 # -- one cell ------------------------------------------------------------------------------------
@@ -151,6 +192,9 @@ def _metrics(record: dict[str, Any]) -> dict[str, Any]:
     run_dir = record.get("run_dir")
     return {"ks": record["ks"], "overall": record["overall"],
             "per_difficulty": record["per_difficulty"], "problems": record["problems"],
+            "t_eval": record.get("t_eval"),
+            "top_k": (record.get("truncation") or {}).get("top_k"),
+            "top_p": (record.get("truncation") or {}).get("top_p"),
             "samples": record["samples"], "problem_set": record.get("problem_set"),
             "grader": record.get("grader"),
             "run_dir": str(Path(run_dir).resolve()) if run_dir else None}
@@ -214,6 +258,7 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "benchmark": str(cfg.eval.benchmark), "model": str(cfg.model.name),
         "checkpoints": str(cfg.eval.checkpoints),
         "evaluations": evaluations,
+        "base_decoding": str(cfg.eval.base_decoding),
         "base": _metrics(base.record()) if base is not None else None,
         "training_set": train_record.get("training_set"),
         # what the samples look like (none for a generate run from before the diagnostics)

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ssd import stamps
-from ssd.analysis import ResultRecord, fit_groups, plot_teff, summary_rows
+from ssd.analysis import ResultRecord, TeffPanel, fit_groups, plot_teff_panels, summary_rows
 from ssd.bootstrap import (
     Comparison,
     compare,
@@ -32,13 +32,14 @@ from ssd.bootstrap import (
     problem_results,
 )
 from ssd.passk import UNLABELED, ProblemResult
-from ssd.pipeline.grid import CELL_FILE
+from ssd.pipeline.grid import CELL_FILE, GRID, TABLE4
 from ssd.pipeline.report import percent, table
 from ssd.plotting import pyplot, save_figure
 
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
 TEFF_PNG = "teff.png"
+KS = (1, 5)  # the pass@k of the tables and figures (the paper's panels)
 # The generate runs' diagnostics shown per training set: key -> column.
 DIAGNOSTICS_COLUMNS = {"code_block": "code block", "parses": "parses",
                        "mixed_script": "mixed script"}
@@ -62,6 +63,12 @@ def _pass(block: Mapping[str, Any] | None, k: int) -> float:
     return math.nan if value is None else float(value)
 
 
+def _by_difficulty(block: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """pass@1 and pass@5 per difficulty of an evaluation (NaN where a run did not report it)."""
+    return {d: {f"pass@{k}": _pass(b, k) for k in KS}
+            for d, b in (block.get("per_difficulty") or {}).items()}
+
+
 def grid_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (T_train, truncation, checkpoint, T_eval), sorted; duplicates (the same cell
     in two jobs) once."""
@@ -75,7 +82,7 @@ def grid_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "t_eff": cell["t_train"] * cell["t_eval"],
                 "eval_truncation": cell.get("eval_truncation"),
                 "pass@1": _pass(e["overall"], 1), "pass@5": _pass(e["overall"], 5),
-                "per_difficulty": {d: _pass(b, 1) for d, b in e["per_difficulty"].items()},
+                "per_difficulty": _by_difficulty(e),
                 "run_dir": e.get("run_dir"), **stamps.stamp(e),
             }
     return [rows[k] for k in sorted(rows)]
@@ -93,16 +100,41 @@ def best_over_checkpoints(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def base_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The base model's decode-only results, one per (T_eval, evaluation truncation)."""
+    """The base model's decode-only results, one per (reference, T, truncation): ``reference``
+    is the cell's ``eval.base_decoding``, Table 4's decoding (truncation ``baseline``) or the
+    grid's (the cell's T_eval and evaluation truncation; a cell from before the choice)."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for cell in cells:
-        if cell.get("base"):
-            key = (cell["t_eval"], cell["eval_truncation"])
-            rows[key] = {"t_eval": cell["t_eval"], "truncation": cell["eval_truncation"],
-                         "pass@1": _pass(cell["base"]["overall"], 1),
-                         "pass@5": _pass(cell["base"]["overall"], 5),
-                         "run_dir": cell["base"].get("run_dir"), **stamps.stamp(cell["base"])}
+        base = cell.get("base")
+        if not base:
+            continue
+        reference = cell.get("base_decoding", GRID)
+        t_eval = base.get("t_eval") or cell["t_eval"]
+        truncation = "baseline" if reference == TABLE4 else cell["eval_truncation"]
+        rows[(reference, t_eval, truncation)] = {
+            "reference": reference, "t_eval": t_eval, "truncation": truncation,
+            "top_k": base.get("top_k"), "top_p": base.get("top_p"),
+            "pass@1": _pass(base["overall"], 1), "pass@5": _pass(base["overall"], 5),
+            "per_difficulty": _by_difficulty(base), "run_dir": base.get("run_dir"),
+            **stamps.stamp(base)}
     return [rows[k] for k in sorted(rows)]
+
+
+def reference_line(bases: Sequence[dict[str, Any]]) -> str:
+    """Which decoding the base model was evaluated at, as the report states it."""
+    if not bases:
+        return "No base model was evaluated (eval.base=false)."
+    described = []
+    for b in bases:
+        if b["reference"] == TABLE4:
+            described.append(
+                f"Table 4's decoding (`decoding=baseline truncation=baseline`: T {b['t_eval']:g}, "
+                f"top-k {b['top_k']}, top-p {b['top_p']}), the model's recommended setting, as "
+                "the paper compares (eval.base_decoding=table4)")
+    if any(b["reference"] == GRID for b in bases):
+        described.append("the grid's own decoding: the base model at each T_eval with the "
+                         "evaluation truncation (eval.base_decoding=grid)")
+    return "Base model reference: " + "; ".join(described) + "."
 
 
 def _best(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -114,10 +146,11 @@ def _num(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:g}"
 
 
-def teff_records(best_rows: Sequence[dict[str, Any]]) -> list[ResultRecord]:
-    """The best-checkpoint cells as T_eff points, grouped by training truncation (Figure 3a)."""
-    return [ResultRecord(r["t_train"], r["t_eval"], r["pass@1"], r["truncation"])
-            for r in best_rows if not math.isnan(r["pass@1"])]
+def teff_records(best_rows: Sequence[dict[str, Any]], k: int = 1) -> list[ResultRecord]:
+    """The best-checkpoint cells' pass@k as T_eff points, grouped by training truncation
+    (Figure 3a; its pass@5 panel with k=5)."""
+    return [ResultRecord(r["t_train"], r["t_eval"], r[f"pass@{k}"], r["truncation"])
+            for r in best_rows if not math.isnan(r[f"pass@{k}"])]
 
 
 def training_set_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -202,19 +235,26 @@ def base_comparison(ssd: dict[str, Any] | None, base: dict[str, Any] | None, res
     return compare(a, b, label_a="base", label_b="SSD", **stats)
 
 
-def same_decoding_comparisons(best_rows: Sequence[dict[str, Any]],
-                              bases: Sequence[dict[str, Any]], results: Results,
-                              stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each trained model's best checkpoint against the base model at the same T_eval and
-    evaluation truncation: (row, comparison) pairs."""
-    by_decoding = {(b["t_eval"], b["truncation"]): b for b in bases}
+def reference_base(row: dict[str, Any], bases: Sequence[dict[str, Any]]
+                   ) -> dict[str, Any] | None:
+    """The base row an SSD row is compared with: the Table 4 one when the grid has it, else the
+    one at the row's T_eval and evaluation truncation (eval.base_decoding=grid)."""
+    table4 = [b for b in bases if b["reference"] == TABLE4]
+    if table4:
+        return table4[0]
+    return next((b for b in bases if (b["t_eval"], b["truncation"])
+                 == (row["t_eval"], row.get("eval_truncation"))), None)
+
+
+def reference_comparisons(best_rows: Sequence[dict[str, Any]], bases: Sequence[dict[str, Any]],
+                          results: Results, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each trained model's best checkpoint against its reference base row
+    (``reference_base``): row, comparison and how their problem sets or graders differ."""
     found = []
     for row in best_rows:
-        comparison = base_comparison(row, by_decoding.get((row["t_eval"],
-                                                          row.get("eval_truncation"))),
-                                     results, stats)
-        if comparison is not None:
-            base = by_decoding[(row["t_eval"], row.get("eval_truncation"))]
+        base = reference_base(row, bases)
+        comparison = base_comparison(row, base, results, stats)
+        if comparison is not None and base is not None:
             found.append({"row": row, "comparison": comparison,
                           "stamp_differences": stamps.differences(base, row)})
     return found
@@ -254,11 +294,15 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
         return [name, digest, grader]
 
     add_intervals([*rows, *bases], results, stats)
-    fits = fit_groups(teff_records(best_rows))
-    fit_table = summary_rows(fits)
+    fit_tables = {k: summary_rows(fit_groups(teff_records(best_rows, k))) for k in KS}
     best, base_best = _best(best_rows), _best(bases)
     first = cells[0] if cells else {}
-    levels = sorted({d for r in rows for d in r["per_difficulty"]} - {UNLABELED})
+    levels = sorted({d for r in [*rows, *bases] for d in r["per_difficulty"]} - {UNLABELED})
+    difficulty_header = [f"pass@{k}/{d}" for k in KS for d in levels]
+
+    def difficulty_cells(row: dict[str, Any]) -> list[str]:
+        return [percent(row["per_difficulty"].get(d, {}).get(f"pass@{k}", math.nan))
+                for k in KS for d in levels]
 
     lines = ["# Temperature grid", "",
              f"Model `{first.get('model')}`, benchmark `{first.get('benchmark')}`: "
@@ -266,7 +310,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
              f"(T_train x training truncation), {len({r['t_eval'] for r in rows})} T_eval "
              f"value(s), "
              f"checkpoints: {first.get('checkpoints')}; {len(rows)} evaluations.", "",
-             *stamps.group_lines(found), "",
+             *stamps.group_lines(found), "", reference_line(bases), "",
              "## Best cell against the base model (Section 3.3)", ""]
     if best is not None:
         lines.append(f"- SSD: pass@1 {percent(best['pass@1'])} at T_train {best['t_train']:g}, "
@@ -274,7 +318,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
                      f"T_eval {best['t_eval']:g} (T_eff {best['t_eff']:.3g}).")
     if base_best is not None:
         lines.append(f"- Base model, best decode-only setting in the grid: pass@1 "
-                     f"{percent(base_best['pass@1'])} at T_eval {base_best['t_eval']:g} "
+                     f"{percent(base_best['pass@1'])} at T {base_best['t_eval']:g} "
                      f"({base_best['truncation']} truncation).")
     headline_differences = []
     if best is not None and base_best is not None:
@@ -289,9 +333,11 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
                   comparison_note(headline) + " Both settings were picked as the grid's best "
                   "after looking at every cell, so the interval is optimistic about the gap.",
                   ""]
-    at_t_eval = same_decoding_comparisons(best_rows, bases, results, stats)
-    if at_t_eval:
-        lines += ["", "## Each trained model against the base model at the same T_eval", "",
+    with_base = reference_comparisons(best_rows, bases, results, stats)
+    if with_base:
+        at = ("Table 4's decoding" if any(b["reference"] == TABLE4 for b in bases)
+              else "the same T_eval")
+        lines += ["", f"## Each trained model against the base model at {at}", "",
                   "Best checkpoint per cell; SSD - base in points, paired bootstrap over "
                   "problems (95% interval, p).", "",
                   table(["T_train", "truncation", "checkpoint", "T_eval", "pass@1 change",
@@ -299,27 +345,30 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
                         [[f"{c['row']['t_train']:g}", c["row"]["truncation"],
                           c["row"]["checkpoint"], f"{c['row']['t_eval']:g}",
                           _difference(c["comparison"], 1), _difference(c["comparison"], 5)]
-                         for c in at_t_eval])]
-        differing = [c for c in at_t_eval if c["stamp_differences"]]
+                         for c in with_base])]
+        differing = [c for c in with_base if c["stamp_differences"]]
         if differing:
             lines += ["", *[f"- T_train {c['row']['t_train']:g}, {c['row']['truncation']}, "
                             f"T_eval {c['row']['t_eval']:g}: "
                             f"{stamps.warning(c['stamp_differences'])}" for c in differing]]
-    lines += ["", "## pass@1 against T_eff (best checkpoint per cell)", "",
-              f"![pass@1 against T_eff]({TEFF_PNG})", "",
-              table(["truncation", "points", "R²", "shape", "peak T_eff", "peak pass@1"],
-                    [[f["group"], f["n"], _num(f["r_squared"]), f["shape"],
-                      _num(f["peak_t_eff"]), _num(f["peak_value"])] for f in fit_table]), ""]
+    lines += ["", "## pass@1 and pass@5 against T_eff (best checkpoint per cell)", "",
+              "The checkpoint with the best pass@1 per cell, in both panels; a quadratic fit "
+              "per training truncation.", "",
+              f"![pass@1 and pass@5 against T_eff]({TEFF_PNG})", "",
+              table(["metric", "truncation", "points", "R²", "shape", "peak T_eff", "peak"],
+                    [[f"pass@{k}", f["group"], f["n"], _num(f["r_squared"]), f["shape"],
+                      _num(f["peak_t_eff"]), _num(f["peak_value"])]
+                     for k, fit_table in fit_tables.items() for f in fit_table]), ""]
     for truncation in sorted({r["truncation"] for r in best_rows}):
-        lines += [f"![pass@1 over T_train x T_eval, {truncation}]"
+        lines += [f"![pass@1 and pass@5 over T_train x T_eval, {truncation}]"
                   f"({heatmap_name(truncation)})", ""]
     header = ["T_train", "truncation", "checkpoint", "T_eval", "T_eff", "pass@1", "pass@5",
-              *[f"pass@1/{d}" for d in levels], "pass@1 95% CI", "pass@5 95% CI", *stamp_header]
+              *difficulty_header, "pass@1 95% CI", "pass@5 95% CI", *stamp_header]
     lines += ["## Every evaluation", "", table(header, [
         [f"{r['t_train']:g}", r["truncation"], r["checkpoint"], f"{r['t_eval']:g}",
          f"{r['t_eff']:.3g}", percent(r["pass@1"]), percent(r["pass@5"]),
-         *[percent(r["per_difficulty"].get(d, math.nan)) for d in levels],
-         _interval_cell(r, 1), _interval_cell(r, 5), *stamp_cells(r)] for r in rows])]
+         *difficulty_cells(r), _interval_cell(r, 1), _interval_cell(r, 5), *stamp_cells(r)]
+        for r in rows])]
     trained = training_set_rows(cells)
     if trained:
         lines += ["", "## Training sets", "", table(
@@ -334,21 +383,23 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
             "diagnostics.py`); – for a generate run from before these were recorded."]
     if bases:
         lines += ["", "## Base model (decode only)", "", table(
-            ["T_eval", "truncation", "pass@1", "pass@5", "pass@1 95% CI", "pass@5 95% CI",
-             *stamp_header],
-            [[f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]), percent(b["pass@5"]),
-              _interval_cell(b, 1), _interval_cell(b, 5), *stamp_cells(b)] for b in bases])]
-    summary = {"rows": rows, "best_per_cell": best_rows, "base": bases, "fits": fit_table,
+            ["reference", "T", "truncation", "pass@1", "pass@5", *difficulty_header,
+             "pass@1 95% CI", "pass@5 95% CI", *stamp_header],
+            [[b["reference"], f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]),
+              percent(b["pass@5"]), *difficulty_cells(b), _interval_cell(b, 1),
+              _interval_cell(b, 5), *stamp_cells(b)] for b in bases])]
+    summary = {"rows": rows, "best_per_cell": best_rows, "base": bases,
+               "fits": fit_tables[1], "fits_pass@5": fit_tables[5],
                "best": best, "base_best": base_best, "training_sets": trained,
                "stamps": found, "best_vs_base_stamp_differences": headline_differences,
                "comparison": headline.to_dict() if headline is not None else None,
                "comparison_table": dict(zip(("columns", "rows"), comparison_table(headline),
                                             strict=True)) if headline is not None else None,
-               "comparisons_at_t_eval": [
+               "comparisons_with_base": [
                    {key: c["row"][key] for key in ("t_train", "truncation", "checkpoint",
                                                    "t_eval")}
                    | {"comparison": c["comparison"].to_dict(),
-                      "stamp_differences": c["stamp_differences"]} for c in at_t_eval]}
+                      "stamp_differences": c["stamp_differences"]} for c in with_base]}
     return "\n".join(lines) + "\n", summary
 
 
@@ -357,29 +408,33 @@ def heatmap_name(truncation: str) -> str:
 
 
 def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
-    """pass@1 (best checkpoint) over T_train (rows) x T_eval (columns), each cell annotated."""
+    """pass@1 and pass@5 (the best checkpoint by pass@1) over T_train (rows) x T_eval (columns),
+    one panel each, every cell annotated."""
     plt = pyplot()
     import numpy as np
 
     t_trains = sorted({r["t_train"] for r in rows})
     t_evals = sorted({r["t_eval"] for r in rows})
-    grid = np.full((len(t_trains), len(t_evals)), np.nan)
-    for r in rows:
-        grid[t_trains.index(r["t_train"]), t_evals.index(r["t_eval"])] = r["pass@1"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(t_evals), 1.2 + 0.7 * len(t_trains)),
-                           constrained_layout=True)
-    image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
-    for i in range(len(t_trains)):
-        for j in range(len(t_evals)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white",
-                        fontsize=8)
-    ax.set_xticks(range(len(t_evals)), [f"{t:g}" for t in t_evals])
-    ax.set_yticks(range(len(t_trains)), [f"{t:g}" for t in t_trains])
-    ax.set_xlabel("T_eval")
-    ax.set_ylabel("T_train")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="pass@1")
+    width, height = 1.2 + 0.9 * len(t_evals), 1.2 + 0.7 * len(t_trains)
+    fig, axes = plt.subplots(1, len(KS), figsize=(len(KS) * width, height),
+                             constrained_layout=True)
+    for ax, k in zip(axes, KS, strict=True):
+        grid = np.full((len(t_trains), len(t_evals)), np.nan)
+        for r in rows:
+            grid[t_trains.index(r["t_train"]), t_evals.index(r["t_eval"])] = r[f"pass@{k}"]
+        image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+        for i in range(len(t_trains)):
+            for j in range(len(t_evals)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white",
+                            fontsize=8)
+        ax.set_xticks(range(len(t_evals)), [f"{t:g}" for t in t_evals])
+        ax.set_yticks(range(len(t_trains)), [f"{t:g}" for t in t_trains])
+        ax.set_xlabel("T_eval")
+        ax.set_ylabel("T_train")
+        ax.set_title(f"pass@{k}")
+        fig.colorbar(image, ax=ax, label=f"pass@{k}")
+    fig.suptitle(title)
     return save_figure(fig, path)
 
 
@@ -401,14 +456,14 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
                                                                *base_rows(cells)]), stats)
     best_rows = summary["best_per_cell"]
     base_best = summary["base_best"]
-    records = teff_records(best_rows)
-    if records:
-        plot_teff(records, sweep_dir / TEFF_PNG,
-                  baseline=base_best["pass@1"] if base_best else None)
+    if teff_records(best_rows):
+        plot_teff_panels([TeffPanel(f"pass@{k}", teff_records(best_rows, k),
+                                    base_best[f"pass@{k}"] if base_best else None)
+                          for k in KS], sweep_dir / TEFF_PNG)
     for truncation in sorted({r["truncation"] for r in best_rows}):
         plot_heatmap([r for r in best_rows if r["truncation"] == truncation],
                      sweep_dir / heatmap_name(truncation),
-                     f"pass@1, training truncation {truncation}")
+                     f"training truncation {truncation} (best checkpoint by pass@1)")
     write_json_atomic(sweep_dir / GRID_JSON, summary)
     (sweep_dir / GRID_MD).write_text(markdown)
     if config is not None and config.get("logger") is not None:
@@ -416,10 +471,11 @@ def write_grid_report(sweep_dir: Path, config: DictConfig | None = None) -> Path
                    "pass@5"]
         best = summary["best"]
         metrics = {"grid/evaluations": float(len(summary["rows"]))}
-        if best is not None:
-            metrics["grid/best_pass@1"] = best["pass@1"]
-        if base_best is not None:
-            metrics["grid/base_best_pass@1"] = base_best["pass@1"]
+        for k in KS:
+            if best is not None:
+                metrics[f"grid/best_pass@{k}"] = best[f"pass@{k}"]
+            if base_best is not None:
+                metrics[f"grid/base_best_pass@{k}"] = base_best[f"pass@{k}"]
         tables = {"grid/table": (columns, [[r[c] for c in columns] for r in summary["rows"]]),
                   # what the evaluations are about: problem set and grader, with how many
                   "grid/problem_sets": ([*stamps.COLUMNS, "evaluations"],
