@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from ssd.training.attention import PACKED_SDPA
 from ssd.training.attention import register as register_packed_sdpa
 from ssd.training.data import IGNORE_INDEX, StepBatch
+from ssd.training.lora import LoraSettings, add_adapter
 
 LOSS_CHUNK_TOKENS = 4096
 # The MLP works token by token, so a long row goes through it in pieces of this many tokens: its
@@ -99,7 +100,8 @@ class ResponseLoss(torch.nn.Module):
 class SFTModule(L.LightningModule):
     def __init__(self, model_path: str, optimizer: dict[str, Any], max_steps: int,
                  gradient_clip_val: float | None, activation_checkpointing: bool,
-                 bf16: bool, attention: str = PACKED_SDPA) -> None:
+                 bf16: bool, attention: str = PACKED_SDPA,
+                 lora: LoraSettings | None = None) -> None:
         super().__init__()
         self.model_path = model_path
         self.optimizer_cfg = optimizer
@@ -108,6 +110,7 @@ class SFTModule(L.LightningModule):
         self.activation_checkpointing = activation_checkpointing
         self.bf16 = bf16
         self.attention = attention  # a transformers attn_implementation (attention.py)
+        self.lora = lora  # None: full fine-tuning
         self.automatic_optimization = False
         self.model: ResponseLoss | None = None
         self._last_step_end: float | None = None
@@ -127,8 +130,8 @@ class SFTModule(L.LightningModule):
         return self.device_mesh["data_parallel"].size() > 1
 
     def configure_model(self) -> None:
-        """Load the HF model; on several processes, shard it with FSDP2: each decoder layer,
-        then the root."""
+        """Load the HF model (with a fresh LoRA adapter if set); on several processes, shard it
+        with FSDP2: each decoder layer, then the root."""
         if self.model is not None:
             return
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -140,6 +143,8 @@ class SFTModule(L.LightningModule):
         if self.activation_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.lora is not None:
+            model = add_adapter(model, self.lora)
         model.train()  # from_pretrained returns eval mode
         self.model = ResponseLoss(model)
         if not self.sharded:
@@ -157,7 +162,9 @@ class SFTModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.optimizer_cfg
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=o["lr"],
+        # Under LoRA only the adapter trains; in full fine-tuning this is every parameter.
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=o["lr"],
                                       betas=tuple(o["betas"]), weight_decay=o["weight_decay"],
                                       eps=o["eps"])
         # LambdaLR multiplies the base lr: express the schedule as a fraction of the peak.

@@ -7,9 +7,10 @@ sweep in every child): ``trainer.devices`` processes on this node, and with
 torchrun rendezvous. A run directory that already holds a checkpoint resumes from it; one whose
 ``run.json`` says complete for the same identity is left as it is.
 
-The run's identity (``ssd.identity``) is the training set's content digest, the model's identity
-and every optimizer, trainer and data value: a training set edited in place, or re-filtered with
-other settings, is a new run in a new directory, never "already complete".
+The run's identity (``ssd.identity``) is the training set's content digest, the model's identity,
+every optimizer, trainer and data value, and the LoRA values when ``lora.rank`` is set: a training
+set edited in place, or re-filtered with other settings, is a new run in a new directory, never
+"already complete".
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -27,6 +29,7 @@ from ssd.models import resolve_model_path
 from ssd.processes import die_with_parent
 from ssd.training import attention
 from ssd.training.data import SamplesError, TrainingSet, largest_token_id, read_training_set
+from ssd.training.lora import check_target_modules, lora_settings
 
 STAGE = "train"
 # Bump when what a run trains on changes for the same inputs: part of the identity.
@@ -53,12 +56,17 @@ def validate_settings(cfg: DictConfig) -> None:
         check(cfg)
     checks.require(cfg, "trainer.attention", lambda v: v in attention.CHOICES,
                    "one of " + ", ".join(attention.CHOICES))
+    lora_settings(cfg)
 
 
 def training_plan(cfg: DictConfig) -> StagePlan:
     """The run's directory and identity: the training set and model as content, plus values."""
     samples = Path(cfg.data.samples)
-    identity = stage_identity(STAGE, TRAIN_FORMAT, config_values(cfg, WEIGHT_KEYS), {
+    values = config_values(cfg, WEIGHT_KEYS)
+    lora = lora_settings(cfg)
+    if lora is not None:  # absent for full fine-tuning, whose identities stay as they were
+        values["lora"] = asdict(lora)  # every value: weights and export folders depend on them
+    identity = stage_identity(STAGE, TRAIN_FORMAT, values, {
         "model": model_identity(cfg.model.path), "samples": input_identity(str(samples))})
     if cfg.output_dir:
         out = Path(cfg.output_dir)
@@ -119,6 +127,9 @@ def run_training(cfg: DictConfig) -> Path:
         return out
     model_path = resolve_model_path(cfg.model.path)
     check_vocabulary(training_set, model_path, cfg.data.samples)
+    lora = lora_settings(cfg)
+    if lora is not None:
+        check_target_modules(lora, model_path)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(resolved):
         resolved.output_dir = str(out)

@@ -38,6 +38,7 @@ from ssd.training.data import (
     training_examples,
 )
 from ssd.training.export import HFExport
+from ssd.training.lora import lora_settings
 from ssd.training.module import SFTModule
 from ssd.training.run import STAGE
 from ssd.training.strategy import CHECKPOINT_COMPLETE_FILE, DataParallelStrategy
@@ -159,9 +160,10 @@ def train(cfg: DictConfig) -> None:
     bf16 = t.precision == "bf16" or (t.precision == "auto" and gpu
                                      and torch.cuda.is_bf16_supported())
     implementation = attention_implementation(t.attention, gpu)
+    lora = lora_settings(cfg)
     module = SFTModule(cfg.model_resolved, OmegaConf.to_container(cfg.optimizer, resolve=True),
                        t.max_steps, t.gradient_clip_val, t.activation_checkpointing, bf16,
-                       implementation)
+                       implementation, lora)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints",
                                   filename=CHECKPOINT_PREFIX + "{step:06d}",
                                   auto_insert_metric_name=False,
@@ -169,7 +171,9 @@ def train(cfg: DictConfig) -> None:
     trainer = lightning_trainer(
         world_size, t.num_nodes, t.max_steps,
         logger=_loggers(cfg, out),
-        callbacks=[checkpoints, HFExport(out / "hf", t.save_every_n_steps, cfg.model_resolved)],
+        callbacks=[checkpoints, HFExport(
+            out / "hf", t.save_every_n_steps, cfg.model_resolved,
+            out / "adapter" if lora is not None and lora.export_adapter else None)],
         enable_progress_bar=cfg.progress,
         default_root_dir=out,
     )
@@ -196,6 +200,8 @@ def train(cfg: DictConfig) -> None:
             "seconds": round(time.perf_counter() - started, 3),
             "world_size": world_size,
             "hf_export": str(out / "hf" / "final"),
+            "trainable_parameters": sum(p.numel() for p in module.parameters()
+                                        if p.requires_grad),
         })
 
 
