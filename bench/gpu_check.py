@@ -52,7 +52,7 @@ Not yet run on a GPU (no session so far was lent one). Estimated for an H200: th
 a mode are ~1.2e16 model FLOPs (1.6e16 with recomputation), ~40 s at 400 TFLOP/s; its round
 trip moves 4.0B parameters x 12 bytes (fp32 weights, two AdamW moments) = 45 GiB each way
 through /dev/shm; with start-up, about 2 minutes per mode. Each mode is capped at
-``--mode-timeout-s`` (200 s) and keeps what it measured before a cap or crash, so the call
+``--mode-timeout-s`` (220 s) and keeps what it measured before a cap or crash, so the call
 prints its table within 8 minutes whatever happens. On CPU (the test suite):
 
     python bench/gpu_check.py --model tiny --lengths 256,512,1024 --sequence-tokens 96 \
@@ -349,9 +349,10 @@ def run_mode(settings: Settings) -> None:
                 return  # out of memory before any measured step
             result["losses"] += [r["loss"] for r in records]
             result["lengths"][str(length)] = summarise(length, records, module)
+            save()
             if length == settings.lengths[0]:
                 result["checkpoint"] = checkpoint_round_trip(trainer, module, settings)
-            save()
+                save()
 
     def summarise(length: int, records: list[dict[str, Any]], module: Any) -> dict[str, Any]:
         measured = [r for r in records if r["measured"]]
@@ -399,11 +400,17 @@ def run_mode(settings: Settings) -> None:
 
 def checkpoint_round_trip(trainer: Any, module: Any, settings: Settings) -> dict[str, Any]:
     """Save a DCP checkpoint as train.py does, poison every weight and optimizer tensor, load it
-    back through the strategy (a resume's path), and compare bit for bit."""
+    back through the strategy (a resume's path), and compare bit for bit. A failure is
+    reported, not raised, and the state put back from a copy, so the longer rows still train."""
     import torch
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     optimizer = trainer.optimizers[0]
-    before = {k: v.clone() for k, v in training_state(module, optimizer).items()}
+    model_state, optimizer_state = (copied(state) for state in training_state(module, optimizer))
+    before = flat_tensors(model_state, optimizer_state)
     needed = sum(v.numel() * v.element_size() for v in before.values())
     folder = checkpoint_folder(settings.checkpoint_dirs, needed)
     if folder is None:
@@ -423,7 +430,7 @@ def checkpoint_round_trip(trainer: Any, module: Any, settings: Settings) -> dict
         started = time.perf_counter()
         meta = trainer.strategy.load_checkpoint(path)
         loaded = time.perf_counter() - started
-        after = training_state(module, optimizer)
+        after = flat_tensors(*training_state(module, optimizer))
         differing = [k for k in before if k not in after or not bitwise_equal(before[k],
                                                                                after[k])]
         return {"status": "exact" if not differing and len(after) == len(before) else "differs",
@@ -431,18 +438,38 @@ def checkpoint_round_trip(trainer: Any, module: Any, settings: Settings) -> dict
                 "differing": differing[:10], "bytes": size,
                 "save_seconds": saved, "load_seconds": loaded, "folder": str(folder),
                 "global_step": meta.get("global_step") == trainer.global_step}
+    except Exception as error:  # what broke is the finding; the longer rows still run
+        set_model_state_dict(module.model, model_state)
+        set_optimizer_state_dict(module.model, optimizer, optimizer_state)
+        return {"status": f"failed: {type(error).__name__}: {error}"[:300]}
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
-def training_state(module: Any, optimizer: Any) -> dict[str, Any]:
-    """Every tensor a checkpoint must restore (this process's shard of it): the weights and
-    the optimizer state, keyed by name, as views of the live tensors."""
+def training_state(module: Any, optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a checkpoint must restore: the model's and the optimizer's state dicts, as DCP
+    sees them (views of the live tensors, sharded ones as DTensors)."""
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
         get_optimizer_state_dict,
     )
 
+    return (get_model_state_dict(module.model),
+            get_optimizer_state_dict(module.model, optimizer))
+
+
+def copied(value: Any) -> Any:
+    """A state dict with every tensor cloned (on its device)."""
+    if isinstance(value, dict):
+        return {key: copied(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [copied(inner) for inner in value]
+    return value.clone() if hasattr(value, "clone") else value
+
+
+def flat_tensors(model_state: dict[str, Any], optimizer_state: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Every tensor of the two state dicts by its path (this process's part of a DTensor)."""
     flat: dict[str, Any] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -452,8 +479,8 @@ def training_state(module: Any, optimizer: Any) -> dict[str, Any]:
         elif hasattr(value, "dtype"):
             flat[prefix] = local(value)
 
-    visit("model", get_model_state_dict(module.model))
-    visit("optimizer", get_optimizer_state_dict(module.model, optimizer)["state"])
+    visit("model", model_state)
+    visit("optimizer", optimizer_state["state"])
     return flat
 
 
@@ -584,7 +611,7 @@ def main() -> None:
                         help="where the round trip's checkpoint may go, first with room wins "
                              "(default: /dev/shm, then the temporary folder)")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak")
-    parser.add_argument("--mode-timeout-s", type=float, default=200)
+    parser.add_argument("--mode-timeout-s", type=float, default=220)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the report here (logs beside it)")
     parser.add_argument("--prepare-carry", type=Path, nargs="?", const=CARRY_DIR,
