@@ -45,8 +45,9 @@ here once, then call the device tool):
 
     python bench/gpu_check.py --prepare-carry            # writes .cache/gpu_check_site (ignored)
     device run, carry [".cache/gpu_check_site"], timeout_s 480:
-        PYTHONPATH=.cache/gpu_check_site PYTHONUNBUFFERED=1 python3 bench/gpu_check.py \
-            --json $OUT/gpu_check.json 2>&1 | tee $OUT/gpu_check.log
+        set -o pipefail; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv;
+        df -h /dev/shm /tmp; PYTHONPATH=.cache/gpu_check_site PYTHONUNBUFFERED=1 python3 \
+            bench/gpu_check.py --json $OUT/gpu_check.json 2>&1 | tee $OUT/gpu_check.log
 
 Not yet run on a GPU (no session so far was lent one). Estimated for an H200: the 12 steps of
 a mode are ~1.2e16 model FLOPs (1.6e16 with recomputation), ~40 s at 400 TFLOP/s; its round
@@ -527,8 +528,10 @@ def run_child(settings: Settings, log: Path, timeout: float) -> dict[str, Any]:
     if Path(settings.output).is_file():
         found = json.loads(Path(settings.output).read_text())
     if failure:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        found["failure"] = f"{failure}: {tail[0][:200]}"
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:] or ["(no output)"]
+        print(f"gpu_check: mode {settings.mode} failed ({failure}); the end of {log}:",
+              *tail, sep="\n    ", flush=True)
+        found["failure"] = f"{failure}: {tail[-1][:200]}"
     return found
 
 
@@ -547,8 +550,8 @@ def table(report: dict[str, Any]) -> list[str]:
             row = found["lengths"].get(str(length))
             if row is None:
                 why = ("out of memory" if found.get("out_of_memory_at") is not None
-                       and length >= found["out_of_memory_at"] else found.get("failure",
-                                                                             "not run"))
+                       and length >= found["out_of_memory_at"]
+                       else found.get("failure", "not run")[:60])
                 lines.append(" | ".join([mode, str(length), why]
                                         + ["–"] * (len(COLUMNS) - 3)))
                 continue
