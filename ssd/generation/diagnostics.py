@@ -23,6 +23,8 @@ is over the samples the model actually sampled (a ``prompt_too_long`` record hol
 from __future__ import annotations
 
 import ast
+import functools
+import re
 import unicodedata
 import warnings
 from collections import Counter
@@ -44,12 +46,17 @@ MIXED_SCRIPT_MIN_LETTERS = 5
 _EAST_ASIAN = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "IDEOGRAPHIC"})
 _WIDTH_PREFIXES = frozenset({"FULLWIDTH", "HALFWIDTH"})
 REPRESENTATIVE_CHARS = 4000
+# ASCII letters are Latin: counted by a regex, so only the rare non-ASCII characters of a long
+# run are looked up one by one (a paper-scale run holds hundreds of millions of characters).
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # The shares of samples (non_ascii, a share of characters, is apart).
 SAMPLE_SHARES = ("code_block", "parses", "cut", "mixed_script")
 # Every number of ``diagnose`` (what the metrics log).
 SCALARS = (*SAMPLE_SHARES, "non_ascii", "mean_completion_tokens")
 
 
+@functools.cache
 def script_of(letter: str) -> str:
     """The script of a letter, read from its Unicode name: the name's first word ("LATIN",
     "CYRILLIC", "GREEK", "ARABIC", ...), a FULLWIDTH/HALFWIDTH prefix skipped, East Asian scripts
@@ -65,16 +72,17 @@ def is_mixed_script(text: str) -> bool:
     at least ``MIXED_SCRIPT_MIN_SHARE`` of its letters and at least ``MIXED_SCRIPT_MIN_LETTERS``.
     Digits, punctuation, symbols and spaces are not letters and never count. An answer written
     in Chinese around Latin code counts as mixed: with English prompts that is drift as well."""
-    scripts = Counter(script_of(c) for c in text if c.isalpha())
+    scripts = Counter(script_of(c) for c in _NON_ASCII.findall(text) if c.isalpha())
+    scripts["LATIN"] += len(_ASCII_LETTER.findall(text))
     letters = sum(scripts.values())
-    if len(scripts) < 2:
+    if sum(1 for count in scripts.values() if count) < 2:
         return False
     others = letters - scripts.most_common(1)[0][1]
     return others >= MIXED_SCRIPT_MIN_LETTERS and others >= MIXED_SCRIPT_MIN_SHARE * letters
 
 
 def non_ascii_chars(text: str) -> int:
-    return sum(1 for c in text if ord(c) > 127)
+    return len(text) - len(text.encode("ascii", "ignore"))
 
 
 def parses_as_python(code: str) -> bool:
