@@ -3,6 +3,7 @@
     python lab.py                       # the paper's lock/fork toy (Appendix C.4)
     python lab.py lab=c4_context        # lock and fork positions depend on the prompt
     python lab.py ablate=true           # plus the ablations of lab.ablations
+    python lab.py lora.ranks=[2,8]      # plus SSD through LoRA adapters of rank 2 and 8
 
 Finished stages are reused and a killed lab resumes: run the same command again.
 """

@@ -242,10 +242,12 @@ def format_duration(seconds: float) -> str:
 
 
 def lab_config(cfg: DictConfig) -> DictConfig:
-    """The lab's config inside the demo: the demo's ``lab`` group and logger, no ablations."""
+    """The lab's config inside the demo: the demo's ``lab`` group and logger, no ablations, and
+    lab.py's own LoRA default (none)."""
     logger = OmegaConf.load(CONF_DIR / "logger" / f"{cfg.demo.logger}.yaml")
     return OmegaConf.create({"lab": OmegaConf.to_container(cfg.lab, resolve=True),
                              "ablate": False, "output_dir": None,
+                             "lora": OmegaConf.load(CONF_DIR / "lab.yaml").lora,
                              "logger": OmegaConf.to_container(logger)})
 
 

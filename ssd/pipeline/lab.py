@@ -7,6 +7,10 @@
                                             exact success probability read off vLLM
     report.md, lab.json, lab_curves.png     runs/lab/<world>-<hash>/
 
+With ``lora.ranks=[r, ...]`` SSD is also trained through a rank-r LoRA adapter per rank (the same
+samples, the same schedule) and evaluated at its own best T against the same base: the report
+sets each rank's gain beside full fine-tuning's.
+
 Three numbers sit side by side at every point: the *analytic* value for the paper's teacher and
 its ideal SSD student (``ssd.analysis.toy`` on the world's own distributions), the *exact* value
 for the learned models (their next-token distributions along the success paths, read off vLLM,
@@ -123,6 +127,10 @@ def check_lab(cfg: DictConfig) -> World:
         _check_ssd(OmegaConf.create({"lab": {"ablations": [{}] * i + [{"ssd": ssd}]}}),
                    f"lab.ablations.{i}.ssd")
     require(cfg, "ablate", lambda v: isinstance(v, bool), "true or false")
+    require(cfg, "lora.ranks", lambda v: all(is_int(r) and r >= 1 for r in v)
+            and len(set(v)) == len(v), "a list of distinct integers >= 1, e.g. [2,8] ([]: none)")
+    require(cfg, "lora.lr", lambda v: v is None or (is_number(v) and v > 0),
+            "> 0, or null for lab.train.lr")
     return world
 
 
@@ -178,16 +186,26 @@ def generate_overrides(world: World, files: LabFiles, base: Path, ssd: Mapping[s
             "filter.drop_shortest_fraction=0.0"]
 
 
+def lora_train_values(train: Mapping[str, Any], lora: Mapping[str, Any], rank: int
+                      ) -> dict[str, Any]:
+    """The lab's training values for a rank-``rank`` adapter: full fine-tuning's schedule, at
+    ``lora.lr`` if set."""
+    return {**train, "lora_rank": rank, "lr": train["lr"] if lora["lr"] is None else lora["lr"]}
+
+
 def train_overrides(world: World, base: Path, train_set: Path, train: Mapping[str, Any],
                     logger: str) -> list[str]:
+    """train.py's overrides; ``train["lora_rank"]``, if there, trains an adapter of that rank
+    (train.py's other LoRA values as they default)."""
     steps = int(train["steps"])
+    lora = [f"lora.rank={int(train['lora_rank'])}"] if "lora_rank" in train else []
     return [*model_overrides(base, f"lab-{world.name}", logger), f"data.samples={train_set}",
             f"trainer.max_steps={steps}", f"trainer.global_batch_size={train['global_batch_size']}",
             "trainer.max_seq_len=4096", "trainer.activation_checkpointing=false",
             f"trainer.save_every_n_steps={steps}", "trainer.precision=fp32", "trainer.devices=1",
             f"optimizer.lr={override_value(float(train['lr']))}",
             f"optimizer.min_lr={override_value(float(train['min_lr']))}",
-            f"optimizer.warmup_steps={train['warmup_steps']}"]
+            f"optimizer.warmup_steps={train['warmup_steps']}", *lora]
 
 
 def evaluate_overrides(world: World, files: LabFiles, model_dir: Path, name: str,
@@ -358,10 +376,14 @@ def planned_best(world: World, model_dir: Path, top_p: float) -> float:
 
 
 def lab_identity(cfg: DictConfig) -> str:
-    """The lab run directory's name: the lab group's values (the stages key themselves)."""
+    """The lab run directory's name: the lab group's values (the stages key themselves), and the
+    LoRA values when ranks are set (a lab without them keeps its directory)."""
     values = OmegaConf.to_container(cfg.lab, resolve=True)
     assert isinstance(values, dict)
-    return stage_identity("lab", LAB_FORMAT, {"lab": values, "ablate": cfg.ablate}, {})
+    identity: dict[str, Any] = {"lab": values, "ablate": cfg.ablate}
+    if cfg.lora.ranks:
+        identity["lora"] = OmegaConf.to_container(cfg.lora, resolve=True)
+    return stage_identity("lab", LAB_FORMAT, identity, {})
 
 
 def run_lab(cfg: DictConfig) -> Path:
@@ -403,16 +425,33 @@ def run_lab(cfg: DictConfig) -> Path:
                                     label)
             ablations.append((entry["name"], values, result, t_best, [*stages, result.stage]))
 
+    adapters = []
+    lora = OmegaConf.to_container(cfg.lora, resolve=True)
+    assert isinstance(lora, dict)
+    for rank in lora["ranks"]:
+        label = f"lora rank {rank}"
+        values = lora_train_values(lab["train"], lora, rank)
+        model_dir, stages = ssd_model(ctx, lab["ssd"], values, label)
+        t_best = planned_best(world, model_dir, top_p)
+        result = evaluate_model(ctx, f"ssd-lora{rank}", model_dir, evaluation, [t_best], label)
+        adapters.append(AdapterRun(rank, values, result, t_best, stages[-1], result.stage))
+
     models = lab_models(world, lab, base, ssd)
     summary = summarise(world, lab, models, base, ssd, best, ablations)
+    if adapters:
+        summary["lora"] = lora_rows(world, top_p, summary, adapters)
     summary["timing"] = {
         "total_s": round(time.perf_counter() - started, 1), "base_fit_s": round(fit_s, 1),
         "stages": [{"stage": f"{label} {s.name}".strip(), "computed": s.computed,
                     "wall_s": s.wall_s}
                    for label, group in [("", [*ssd_stages, base.stage, ssd.stage]),
-                                        *((f"ablation {a[0]}", a[4]) for a in ablations)]
+                                        *((f"ablation {a[0]}", a[4]) for a in ablations),
+                                        *((f"lora rank {a.rank}", [a.training, a.evaluation])
+                                          for a in adapters)]
                    for s in group if s is not None]}
-    figure = plot_curves(out / FIGURE_FILE, world, lab, models, base, ssd, summary)
+    figure = plot_curves(out / FIGURE_FILE, world, lab, models, base, ssd, summary,
+                         [(f"SSD, LoRA rank {a.rank}, exact (vLLM)", a.model(world))
+                          for a in adapters])
     if logger == "wandb":
         from ssd.tracking import log_wandb
 
@@ -548,6 +587,48 @@ def summarise(world: World, lab: Mapping[str, Any], models: LabModels, base: Eva
     }
 
 
+@dataclass(frozen=True)
+class AdapterRun:
+    """SSD through a LoRA adapter of one rank: its training values, its evaluation at its own
+    best T, and its two stages (their times)."""
+
+    rank: int
+    train: Mapping[str, Any]
+    result: Evaluated
+    t_best: float
+    training: StageRun
+    evaluation: StageRun | None
+
+    def model(self, world: World) -> ToyModel:
+        return learned_model(f"lora{self.rank}", world, self.result.rows, self.result.vocab)
+
+
+def lora_rows(world: World, top_p: float, summary: Mapping[str, Any],
+              adapters: Sequence[AdapterRun]) -> list[dict[str, Any]]:
+    """Each rank beside full fine-tuning: its exact optimum and gain, its sampled best with the
+    gain's 95% interval against the same base sample, the share of full fine-tuning's gain it
+    keeps (exact and sampled), its trainable parameters and its stages' time."""
+    head, base_exact = summary["headline"], summary["exact"]["base"]
+    base_at = summary["sampled"]["base"]
+    rows = []
+    for run in adapters:
+        exact = _optimum(run.model(world), top_p)
+        at = _sampled_at(run.result, run.t_best)
+        measured = gain_interval(at["p"], at["n"], base_at["p"], base_at["n"])
+        exact_gain = exact["p"] - base_exact["p"]
+        rows.append({
+            "rank": run.rank, "lr": run.train["lr"],
+            "trainable_parameters": (run.training.plan.record() or {}).get(
+                "trainable_parameters"),
+            "exact": exact, "exact_gain": exact_gain,
+            "exact_kept": exact_gain / head["exact_gain"] if head["exact_gain"] else None,
+            "sampled": at, **{f"sampled_{k}": v for k, v in measured.items()},
+            "sampled_kept": measured["gain"] / head["gain"] if head["gain"] else None,
+            "train_s": run.training.wall_s,
+            "evaluate_s": run.evaluation.wall_s if run.evaluation is not None else None})
+    return rows
+
+
 # -- report -------------------------------------------------------------------------------------
 def lab_headline(report: Path) -> str:
     """The demo report's opening: the lab's measured gain, from its lab.json."""
@@ -568,9 +649,10 @@ def lab_headline(report: Path) -> str:
 
 
 def plot_curves(path: Path, world: World, lab: Mapping[str, Any], models: LabModels,
-                base: Evaluated, ssd: Evaluated, summary: Mapping[str, Any]) -> Path:
+                base: Evaluated, ssd: Evaluated, summary: Mapping[str, Any],
+                adapters: Sequence[tuple[str, ToyModel]] = ()) -> Path:
     """Figure 14 from a real pipeline: analytic teacher/student curves, the learned models' exact
-    curves, the sampled points with 2-SE bars."""
+    curves (LoRA adapters' too, if any), the sampled points with 2-SE bars."""
     plt = pyplot()
     top_p = float(lab["eval"]["top_p"])
     fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
@@ -582,6 +664,10 @@ def plot_curves(path: Path, world: World, lab: Mapping[str, Any], models: LabMod
         temps, values = success_curve(model, top_p, (T_RANGE[0], 2.5))
         ax.plot(temps, 100 * values, style, color=color, label=label,
                 alpha=0.6 if style == "--" else 1.0)
+    for (label, model), color in zip(adapters, ("tab:green", "tab:purple", "tab:brown",
+                                                "tab:olive", "tab:cyan"), strict=False):
+        temps, values = success_curve(model, top_p, (T_RANGE[0], 2.5))
+        ax.plot(temps, 100 * values, ":", color=color, label=label)
     for result, color in ((base, "tab:orange"), (ssd, "tab:blue")):
         ts = sorted(result.points)
         p = np.array([result.points[t]["sampled"] for t in ts])
@@ -692,6 +778,8 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
                 f"{100 * r['analytic_gain']:+.2f} pp | {100 * r['exact_gain']:+.2f} pp | "
                 f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
                 f"{100 * r['sampled_high']:+.2f}) |")
+    if summary.get("lora"):
+        lines += lora_markdown(summary)
     timing = summary.get("timing", {})
     lines += ["", f"![P(T)]({figure})", "",
               f"Time: {timing.get('total_s', 0):.0f} s in all (base fit "
@@ -700,3 +788,37 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
                           + ("" if t["computed"] else " (reused)")
                           for t in timing.get("stages", [])), ""]
     return "\n".join(lines)
+
+
+def _kept(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def lora_markdown(summary: Mapping[str, Any]) -> list[str]:
+    """The LoRA section: each rank beside full fine-tuning, against the same base."""
+    head, e, sm = summary["headline"], summary["exact"], summary["sampled"]
+    lines = ["", "## LoRA", "",
+             "SSD trained through a LoRA adapter (every linear layer but the head, alpha = 2 x "
+             "rank) on the same samples with the same schedule, evaluated at its own best T; "
+             "gains are against the same base sample. Kept: the rank's gain as a share of full "
+             "fine-tuning's.", "",
+             "| fine-tuning | trainable parameters | exact best (T, P) | exact gain (kept) | "
+             "sampled at its best (T, P ± SE) | sampled gain (95% CI, kept) | train, evaluate |",
+             "|---|---|---|---|---|---|---|",
+             f"| full | all | {e['ssd']['t']:.4f}, {_pct(e['ssd']['p'])} | "
+             f"{100 * head['exact_gain']:+.2f} pp | {sm['ssd']['t']:.4f}, "
+             f"{_pct(sm['ssd']['p'])} ± {100 * sm['ssd']['se']:.2f} | "
+             f"{100 * head['gain']:+.2f} pp ({100 * head['gain_low']:+.2f} to "
+             f"{100 * head['gain_high']:+.2f}) | see below |"]
+    for r in summary["lora"]:
+        params = r["trainable_parameters"]
+        lines.append(
+            f"| LoRA rank {r['rank']} (lr {r['lr']:g}) | "
+            f"{'-' if params is None else f'{params:,}'} | {r['exact']['t']:.4f}, "
+            f"{_pct(r['exact']['p'])} | {100 * r['exact_gain']:+.2f} pp "
+            f"({_kept(r['exact_kept'])}) | {r['sampled']['t']:.4f}, {_pct(r['sampled']['p'])} "
+            f"± {100 * r['sampled']['se']:.2f} | {100 * r['sampled_gain']:+.2f} pp "
+            f"({100 * r['sampled_low']:+.2f} to {100 * r['sampled_high']:+.2f}, "
+            f"{_kept(r['sampled_kept'])}) | {r['train_s'] or 0:.0f} s, "
+            f"{r['evaluate_s'] or 0:.0f} s |")
+    return lines
