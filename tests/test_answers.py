@@ -70,6 +70,7 @@ def test_no_final_answer_is_counted_apart() -> None:
     assert (code.answer_class, code.verdict.passed, code.verdict.reason) == (
         CODE_BLOCK_INSTEAD, False, CODE_BLOCK_INSTEAD)
     assert math_answer("70", "an unclosed \\boxed{70").answer_class == NO_ANSWER
+    assert math_answer("70", "I put it within \\boxed{ }.").answer_class == NO_ANSWER
     assert choice_answer("B", "```python\nprint('B')\n```").answer_class == CODE_BLOCK_INSTEAD
     assert choice_answer("B", "I am not sure.").answer_class == NO_ANSWER
 

@@ -109,7 +109,7 @@ def math_answer(gold: str, completion: str) -> AnswerCheck:
     from math_verify import verify
 
     boxed = last_boxed(completion)
-    if boxed is None:
+    if boxed is None or not boxed.strip():  # an empty box (the instruction echoed) answers nothing
         return _missing(completion, 1)
     parsed = _parsed(boxed)
     if parsed and verify(_parsed(gold), parsed):
