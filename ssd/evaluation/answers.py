@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ssd.code_blocks import fenced_blocks
 from ssd.evaluation.checking import Verdict
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -43,7 +44,6 @@ CODE_BLOCK_INSTEAD = "code_block_instead"
 ANSWER_CLASSES = (ANSWERED, NO_ANSWER, CODE_BLOCK_INSTEAD)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_FENCE = re.compile(r"^\s*(?:```|~~~)", re.MULTILINE)
 # "Answer: B", "**Answer:** (B)", "answer is B", "Final answer - B": the word "answer", an
 # optional "is", punctuation or markdown, then one letter that is not the start of a word.
 _LETTER_AFTER_ANSWER = re.compile(
@@ -83,8 +83,10 @@ def last_boxed(text: str) -> str | None:
 
 
 def has_code_block(text: str) -> bool:
-    """A fenced code block opens somewhere in the text (closed or not)."""
-    return _FENCE.search(text) is not None
+    """A fenced code block opens somewhere in the text (closed or not; the project's fence rule,
+    ``ssd.code_blocks``)."""
+    blocks, _ = fenced_blocks(text)
+    return bool(blocks)
 
 
 def _missing(completion: str, total: int) -> AnswerCheck:
