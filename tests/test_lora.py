@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import REPO, cli_error, compose
+from tests.test_train import assert_vllm_generates
 
 RANK = 4
 
@@ -225,17 +226,7 @@ def test_lora_trains_only_the_adapter_and_vllm_samples_the_merged_export(lora_re
     assert all(final[k].abs().max() > 0 for k in final if ".lora_B." in k)
     assert any(not torch.equal(final[k], middle[k]) for k in final if ".lora_A." in k)
 
-    from vllm import SamplingParams
-
-    from ssd.sampling import EngineSettings, get_engine
-
-    llm = get_engine(EngineSettings(
-        model=str(out / "hf" / "final"), dtype="float32", tensor_parallel_size=1,
-        gpu_memory_utilization=0.9, max_model_len=1024, max_num_seqs=None, enforce_eager=True,
-        cpu_kv_cache_gib=1))
-    output = llm.generate(["def add(a, b):"], SamplingParams(max_tokens=8, temperature=1.0,
-                                                             seed=0), use_tqdm=False)
-    assert len(output[0].outputs[0].token_ids) > 0
+    assert_vllm_generates(out / "hf" / "final")
 
 
 @pytest.mark.slow

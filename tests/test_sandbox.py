@@ -307,13 +307,20 @@ def test_read_evaluator_secrets(
     assert hostile(ev, templates, ECHO, code).reason == "runtime_error"
 
 
-def test_network_is_unreachable(ev: Evaluator, templates: list[int]) -> None:
+def loopback_listener(ev: Evaluator) -> socket.socket:
+    """A non-blocking server on a free loopback port, for a program to try to reach (skips the
+    test where the platform gives the sandbox no network namespace)."""
     if not ev.info.network_isolated:
         pytest.skip("no network namespace on this platform")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     server.setblocking(False)
+    return server
+
+
+def test_network_is_unreachable(ev: Evaluator, templates: list[int]) -> None:
+    server = loopback_listener(ev)
     port = server.getsockname()[1]
     code = f"""
 import socket

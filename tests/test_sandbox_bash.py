@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +20,13 @@ import pytest
 
 from ssd.evaluation import Evaluator, Problem, Verdict
 from ssd.evaluation.graders import PROFILES
-from tests.test_sandbox import needs_root, sandbox_files, sandbox_processes, scratch  # noqa: F401
+from tests.test_sandbox import (  # noqa: F401
+    loopback_listener,
+    needs_root,
+    sandbox_files,
+    sandbox_processes,
+    scratch,
+)
 
 TIME_LIMIT = 1.0
 REPO_FILE = Path(__file__).resolve()
@@ -161,12 +166,7 @@ def test_rm_rf_outside_its_folder(ev: Evaluator, templates: list[int],
 
 
 def test_network_is_unreachable(ev: Evaluator, templates: list[int]) -> None:
-    if not ev.info.network_isolated:
-        pytest.skip("no network namespace on this platform")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
+    server = loopback_listener(ev)
     port = server.getsockname()[1]
     code = f"exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1\necho hello >&3\n"
     try:

@@ -59,6 +59,21 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def assert_vllm_generates(export: Path) -> None:
+    """vLLM loads the HF export folder and samples from it."""
+    from vllm import SamplingParams
+
+    from ssd.sampling import EngineSettings, get_engine
+
+    llm = get_engine(EngineSettings(
+        model=str(export), dtype="float32", tensor_parallel_size=1,
+        gpu_memory_utilization=0.9, max_model_len=1024, max_num_seqs=None, enforce_eager=True,
+        cpu_kv_cache_gib=1))
+    output = llm.generate(["def add(a, b):"], SamplingParams(max_tokens=8, temperature=1.0,
+                                                             seed=0), use_tqdm=False)
+    assert len(output[0].outputs[0].token_ids) > 0
+
+
 def test_train_logs_exports_and_vllm_samples_from_the_export(samples, tmp_path):
     out = tmp_path / "run"
     run(train_command(samples, out, "trainer.max_steps=20", "trainer.save_every_n_steps=10"),
@@ -77,17 +92,7 @@ def test_train_logs_exports_and_vllm_samples_from_the_export(samples, tmp_path):
     before = load_file(Path(record["config"]["model_resolved"]) / "model.safetensors")
     assert max_difference(before, weights(out)) > 1e-3  # it trained
 
-    from vllm import SamplingParams
-
-    from ssd.sampling import EngineSettings, get_engine
-
-    llm = get_engine(EngineSettings(
-        model=str(out / "hf" / "final"), dtype="float32", tensor_parallel_size=1,
-        gpu_memory_utilization=0.9, max_model_len=1024, max_num_seqs=None, enforce_eager=True,
-        cpu_kv_cache_gib=1))
-    output = llm.generate(["def add(a, b):"], SamplingParams(max_tokens=8, temperature=1.0,
-                                                             seed=0), use_tqdm=False)
-    assert len(output[0].outputs[0].token_ids) > 0
+    assert_vllm_generates(out / "hf" / "final")
 
     again = run(train_command(samples, out, "trainer.max_steps=20",
                               "trainer.save_every_n_steps=10"), tmp_path)

@@ -311,14 +311,17 @@ def model_label(name: str, path: str) -> str:
     return f"{name}+{tag}"
 
 
-def output_dir(cfg: DictConfig, identity: str) -> Path:
+def output_dir(cfg: DictConfig, identity: str, samples_in_name: bool = True) -> Path:
+    """``output_dir``, else runs/evaluate/<model>/<eval>/T<T>_k<k>_p<p>[_n<n>]-<identity> (the
+    completions' name in place of model and decoding when ``eval.completions`` is scored)."""
     if cfg.output_dir:
         return Path(cfg.output_dir)
     if cfg.eval.completions is not None:
         return (Path("runs") / "evaluate" / "completions" / cfg.eval.name
                 / f"{Path(cfg.eval.completions).stem}-{identity}")
     t = cfg.truncation
-    name = f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}_n{cfg.decoding.n}-{identity}"
+    samples = f"_n{cfg.decoding.n}" if samples_in_name else ""
+    name = f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}{samples}-{identity}"
     return (Path("runs") / "evaluate" / model_label(cfg.model.name, cfg.model.path)
             / cfg.eval.name / name)
 

@@ -44,7 +44,7 @@ from ssd.evaluation.run import (
     evaluation_plan,
     hydra_job_dir,
     load_problems,
-    model_label,
+    output_dir,
     run_evaluation,
     validate,
 )
@@ -107,15 +107,9 @@ def check_suite(cfg: DictConfig) -> list[DictConfig]:
 
 
 def suite_dir(cfg: DictConfig, identity: str) -> Path:
-    if cfg.output_dir:
-        return Path(cfg.output_dir)
-    if cfg.eval.completions is not None:
-        return (Path("runs") / "evaluate" / "completions" / cfg.eval.name
-                / f"{Path(cfg.eval.completions).name}-{identity}")
-    t = cfg.truncation
-    name = f"T{cfg.decoding.T:g}_k{t.top_k or 0}_p{t.top_p:g}-{identity}"
-    return (Path("runs") / "evaluate" / model_label(cfg.model.name, cfg.model.path)
-            / cfg.eval.name / name)
+    """Where the suite's index goes: named like an evaluation run, without a sample count (each
+    set may have its own)."""
+    return output_dir(cfg, identity, samples_in_name=False)
 
 
 # -- the index (pure on records) ----------------------------------------------------------------
