@@ -105,6 +105,7 @@ def test_programs(sets: dict[str, list[Problem]]) -> None:
 
 
 # -- oracles in the sandbox -----------------------------------------------------------------------
+@pytest.mark.slow  # 3,200 sandboxed programs
 @pytest.mark.parametrize("mode", ["input", "output"])
 def test_gold_answers_pass_and_none_fails(ev: Evaluator, sets: dict[str, list[Problem]],
                                           mode: str) -> None:

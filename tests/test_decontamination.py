@@ -186,6 +186,7 @@ TRANSFER_SETS = {"aime24": 30, "aime25": 30, "humaneval": 164, "humaneval_sh": 1
                  "cruxeval_input": 800, "cruxeval_output": 800, "mmlu": 14_042}
 
 
+@pytest.mark.slow  # loads all seven sets (MMLU's 14,042 questions) as evaluate.py does
 def test_the_transfer_suite_stands_for_its_seven_sets_and_a_planted_copy_is_caught():
     sets = check_eval_sets(compose("generate", ["data.decontaminate=[transfer,aime24]"]),
                            "data.decontaminate")

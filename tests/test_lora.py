@@ -148,6 +148,7 @@ def folders_identical(a: Path, b: Path) -> bool:
             and all(filecmp.cmp(a / n, b / n, shallow=False) for n in names))
 
 
+@pytest.mark.slow  # two export processes
 def test_the_same_weights_export_to_the_same_bytes_online_and_offline(tiny_model, tmp_path):
     """HF_HUB_OFFLINE=1 made the tokenizer record local_files_only=true in tokenizer_config.json:
     the same weights had two export digests. Each export here runs in its own process."""

@@ -77,6 +77,7 @@ SSD = {"aime24": [[True, True], [True, False]], "humaneval": [[True, True], [Tru
        "mmlu": [[True, True], [False, False]]}
 
 
+@pytest.mark.slow  # two suites scored through evaluate.py, and the MMLU bootstrap
 def test_report_from_two_suites_of_given_completions(tmp_path: Path) -> None:
     starts = engine_module.engine_starts
     base, ssd = suite(tmp_path, "base", BASE), suite(tmp_path, "ssd", SSD)
