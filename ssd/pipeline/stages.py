@@ -170,8 +170,12 @@ def run_driver(driver: str, body: Callable[[], Any], cfg: DictConfig) -> None:
 
     console.verbose = bool(cfg.console.verbose)
     console.tail_lines = int(cfg.console.tail_lines)
-    if not console.verbose:  # the driver's own W&B runs: their summaries are in their files
+    if not console.verbose:  # the driver's own W&B runs and model loads: their chatter
         os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read at import: children
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # this process (the lab reads models in it)
     try:
         with checks.user_errors(HydraException, FileNotFoundError):
             body()
