@@ -24,12 +24,11 @@ from ssd.pipeline.grid import (
     check_grid,
     evaluate_overrides,
     generate_overrides,
-    select_checkpoints,
     truncation_overrides,
 )
 from ssd.pipeline.grid_report import build_grid_report, write_grid_report
 from ssd.pipeline.lock import StageLock, process_start, stale_reason
-from ssd.pipeline.stages import COMPUTATIONS_FILE
+from ssd.pipeline.stages import COMPUTATIONS_FILE, select_checkpoints
 from tests.conftest import REPO, cli_error, compose
 
 # -- checkpoint selection -------------------------------------------------------------------------

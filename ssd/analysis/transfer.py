@@ -193,6 +193,13 @@ def run_transfer(cfg: DictConfig, out: Path) -> dict[str, Any]:
                                                "a base-model transfer suite folder"))
     ssd = read_index("transfer.ssd", require(cfg, "transfer.ssd", lambda v: v is not None,
                                              "an SSD-model transfer suite folder"))
+    return transfer_report(cfg, base, ssd, out)
+
+
+def transfer_report(cfg: DictConfig, base: dict[str, Any], ssd: dict[str, Any], out: Path
+                    ) -> dict[str, Any]:
+    """Compare two suite indexes; write transfer.md into ``out``, log the W&B table; returns
+    what transfer.json holds."""
     stats = stats_options(cfg)
     rows = compare_suites(base, ssd, stats)
     paper_model = base.get("model_name") if base.get("model_name") in PAPER_TABLE5 else None

@@ -329,6 +329,10 @@ def output_dir(cfg: DictConfig, identity: str, samples_in_name: bool = True) -> 
 def evaluation_plan(cfg: DictConfig) -> StagePlan:
     """The run directory and identity; complete when metrics.json holds this identity's pass@k
     for the requested ks (other ks only recompute the metrics from results.jsonl)."""
+    if cfg.eval.format == SUITE:
+        from ssd.evaluation.suite import suite_plan  # the suite builds on this module
+
+        return suite_plan(cfg)
     identity = run_identity(cfg)
     return StagePlan(STAGE, output_dir(cfg, identity), identity, "metrics.json",
                      {"requested_ks": [int(k) for k in cfg.eval.ks]})

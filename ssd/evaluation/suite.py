@@ -49,11 +49,12 @@ from ssd.evaluation.run import (
     validate,
 )
 from ssd.evaluation.tasks import TASKS, messages_for
-from ssd.identity import stage_identity
+from ssd.identity import StagePlan, stage_identity
 from ssd.records import read_records, write_json_atomic
 
 PRESETS = REPO_ROOT / "conf" / "eval"
 INDEX_VERSION = 1
+INDEX_FILE = "transfer.json"
 # Keys of a suite's eval group that every member takes when they are not null.
 PASSED_WHEN_SET = ("limit", "n", "ks")
 PASSED = ("grader", "workers")  # evaluate.yaml's eval keys, the same for every member
@@ -190,13 +191,20 @@ def one_model_markdown(index: dict[str, Any]) -> str:
 
 
 # -- the suite ----------------------------------------------------------------------------------
+def suite_plan(cfg: DictConfig) -> StagePlan:
+    """The suite's folder and identity (its members' identities): complete when its index
+    (transfer.json) holds that identity, as any stage's record."""
+    identities = {m.eval.name: evaluation_plan(m).identity for m in check_suite(cfg)}
+    identity = stage_identity("transfer", INDEX_VERSION, {"members": identities}, {})
+    return StagePlan("transfer", suite_dir(cfg, identity), identity, INDEX_FILE)
+
+
 def run_suite(cfg: DictConfig) -> Path:
     """Every member's evaluation in this process, then the index; returns the suite's folder."""
     members = check_suite(cfg)
     stats = stats_options(cfg)
-    identities = {m.eval.name: evaluation_plan(m).identity for m in members}
-    identity = stage_identity("transfer", INDEX_VERSION, {"members": identities}, {})
-    out = suite_dir(cfg, identity)
+    plan = suite_plan(cfg)
+    identity, out = plan.identity, plan.run_dir
     started = time.perf_counter()
     entries = []
     for member in members:
@@ -221,7 +229,7 @@ def run_suite(cfg: DictConfig) -> Path:
              "seconds": round(time.perf_counter() - started, 3), "benchmarks": entries,
              "config": resolved}
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "transfer.json", index)
+    plan.write_record(index)  # transfer.json, marked complete
     (out / "transfer.md").write_text(one_model_markdown(index) + "\n")
     job_dir = hydra_job_dir()
     if job_dir is not None:

@@ -39,20 +39,23 @@ from ssd.pipeline.stages import (
     LockSettings,
     check_model_preset,
     check_train,
+    checkpoint_selection,
+    checkpoint_step,
     driver_model_overrides,
     ensure,
     evaluate_stage,
+    exports,
     filter_stage,
+    forwarded_choices,
     generate_stages,
     override_value,
     presets,
+    select_checkpoints,
     string_list,
     train_stage,
 )
 
 CELL_FILE = "cell.json"
-FINAL = "final"
-_EVERY = re.compile(r"^every_([1-9]\d*)$")
 # A truncation given by its values: k<top_k>_p<top_p> (top_k 0: off; top_p 1: off).
 _TRUNCATION_VALUES = re.compile(r"^k(?P<k>\d+)_p(?P<p>\d*\.?\d+)$")
 # eval.base_decoding: the paper's reference (Table 4: the recipe's baseline decoding, one base
@@ -81,8 +84,7 @@ def check_grid(cfg: DictConfig) -> None:
     require(cfg, "eval.benchmark", lambda v: v in benches,
             "a conf/eval preset: " + ", ".join(benches))
     require(cfg, "eval.checkpoints",
-            lambda v: v in ("last", "all") or (isinstance(v, str) and bool(_EVERY.match(v))),
-            "last, all or every_<k> (k >= 1)")
+            checkpoint_selection, "last, all or every_<k> (k >= 1)")
     require(cfg, "eval.base", lambda v: isinstance(v, bool), "true or false")
     require(cfg, "eval.base_decoding", lambda v: v in BASE_DECODINGS,
             "table4 (the recipe's baseline decoding, as the paper compares) or grid (the base "
@@ -96,25 +98,6 @@ def check_grid(cfg: DictConfig) -> None:
     require(cfg, "lock.heartbeat_s", lambda v: is_number(v) and 0 < v < cfg.lock.stale_after_s,
             "> 0 and < lock.stale_after_s (a live lock would look stale)")
     require(cfg, "lock.poll_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
-
-
-def checkpoint_step(name: str) -> int | None:
-    """The optimizer step of an HF export folder name ``step-000250``; None for ``final``."""
-    return int(name.removeprefix("step-")) if name.startswith("step-") else None
-
-
-def select_checkpoints(exports: Sequence[str], spec: str) -> list[str]:
-    """The exports (``step-*`` and ``final`` folder names) that ``eval.checkpoints`` selects, in
-    training order: ``last`` the final one, ``all`` every one, ``every_<k>`` every k-th
-    intermediate one and the final one."""
-    steps = sorted((n for n in exports if checkpoint_step(n) is not None), key=checkpoint_step)
-    final = [FINAL] if FINAL in exports else []
-    if spec == "last":
-        return final
-    if spec == "all":
-        return steps + final
-    every = int(_EVERY.match(spec).group(1))  # type: ignore[union-attr]  (checked by check_grid)
-    return steps[every - 1::every] + final
 
 
 def truncation_values(spec: str) -> tuple[int, float] | None:
@@ -135,27 +118,6 @@ def truncation_overrides(spec: str) -> list[str]:
         return [f"truncation={spec}"]
     top_k, top_p = values
     return ["truncation=none", f"truncation.top_k={top_k}", f"truncation.top_p={top_p!r}"]
-
-
-def forwarded_choices(cfg: DictConfig) -> list[str]:
-    """What every stage gets from the driver: ``experiment=<name>`` as this Hydra job chose it,
-    and its logger, W&B runs grouped by the sweep (the grid is one W&B group)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from ssd.tracking import sweep_group
-
-    forwarded = []
-    if HydraConfig.initialized():
-        experiment = HydraConfig.get().runtime.choices.get("experiment")
-        if experiment not in (None, "null"):
-            forwarded.append(f"experiment={experiment}")
-    w = cfg.logger.wandb
-    if w is None:
-        return [*forwarded, "logger=none", f"logger.csv={override_value(cfg.logger.csv)}"]
-    return [*forwarded, "logger=wandb", f"logger.csv={override_value(cfg.logger.csv)}",
-            *(f"logger.wandb.{key}={override_value(w[key])}"
-              for key in ("project", "entity", "mode")),
-            f"logger.wandb.group={override_value(w.group or sweep_group())}"]
 
 
 def generate_overrides(cfg: DictConfig, choices: Sequence[str]) -> list[str]:
@@ -234,10 +196,8 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     training = ensure(train_stage(tr_overrides), label, "pipeline", lock, job)
     stages.append(training)
     trained = training.plan.run_dir
-    exports = sorted(p.name for p in (trained / "hf").iterdir()
-                     if p.is_dir() and not p.name.endswith(".partial"))
     evaluations = []
-    for name in select_checkpoints(exports, str(cfg.eval.checkpoints)):
+    for name in select_checkpoints(exports(trained), str(cfg.eval.checkpoints)):
         stage = evaluate_stage(f"evaluate {name}",
                                evaluate_overrides(cfg, choices, trained / "hf" / name),
                                role="ssd")

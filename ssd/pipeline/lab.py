@@ -51,10 +51,10 @@ from ssd.pipeline.stages import (
     StageRun,
     check_train,
     ensure,
-    evaluate_stage,
     filter_stage,
     generate_stages,
     override_value,
+    sweep_stage,
     train_stage,
 )
 from ssd.plotting import pyplot, save_figure
@@ -316,13 +316,6 @@ class Evaluated:
     stage: StageRun | None = None
 
 
-def sweep_stage(name: str, overrides: list[str], temperatures: Sequence[float]) -> StageRun:
-    """One ``evaluate.py -m`` over the temperatures (one engine), complete when every job is."""
-    plans = [evaluate_stage(name, [*overrides, f"decoding.T={t!r}"]).plan for t in temperatures]
-    sweep = [*overrides, "decoding.T=" + ",".join(repr(t) for t in temperatures)]
-    return StageRun(name, "evaluate.py", ["-m", *sweep], plans[0], also=plans[1:])
-
-
 def evaluated(name: str, world: World, stage: StageRun, temperatures: Sequence[float]
               ) -> Evaluated:
     result = Evaluated(name, stage=stage)
@@ -365,8 +358,8 @@ def evaluate_model(ctx: LabContext, name: str, model_dir: Path, evaluation: Mapp
                    temperatures: Sequence[float], label: str) -> Evaluated:
     overrides = evaluate_overrides(ctx.world, ctx.files, model_dir, f"lab-{ctx.world.name}-{name}",
                                    evaluation, ctx.logger)
-    stage = ensure(sweep_stage(f"evaluate {name}", overrides, temperatures), label, "lab",
-                   ctx.lock, ctx.job)
+    stage = ensure(sweep_stage(f"evaluate {name}", overrides, "decoding.T", temperatures), label,
+                   "lab", ctx.lock, ctx.job)
     return evaluated(name, ctx.world, stage, temperatures)
 
 

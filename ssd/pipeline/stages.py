@@ -187,6 +187,62 @@ def run_driver(driver: str, body: Callable[[], Any], cfg: DictConfig) -> None:
         sys.exit(130)
 
 
+# -- checkpoints and choices every driver forwards (pure given their inputs) ----------------------
+FINAL = "final"
+_EVERY = re.compile(r"^every_([1-9]\d*)$")
+
+
+def checkpoint_selection(value: Any) -> bool:
+    """``last``, ``all`` or ``every_<k>``: which of a training run's exports to evaluate."""
+    return value in ("last", "all") or (isinstance(value, str) and bool(_EVERY.match(value)))
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The optimizer step of an HF export folder name ``step-000250``; None for ``final``."""
+    return int(name.removeprefix("step-")) if name.startswith("step-") else None
+
+
+def select_checkpoints(exports: Sequence[str], spec: str) -> list[str]:
+    """The exports (``step-*`` and ``final`` folder names) that ``spec`` selects, in training
+    order: ``last`` the final one, ``all`` every one, ``every_<k>`` every k-th intermediate one
+    and the final one."""
+    steps = sorted((n for n in exports if checkpoint_step(n) is not None), key=checkpoint_step)
+    final = [FINAL] if FINAL in exports else []
+    if spec == "last":
+        return final
+    if spec == "all":
+        return steps + final
+    every = int(_EVERY.match(spec).group(1))  # type: ignore[union-attr]  (checked by the driver)
+    return steps[every - 1::every] + final
+
+
+def exports(train_run: Path) -> list[str]:
+    """The finished HF export folders of a train.py run (``hf/step-*``, ``hf/final``)."""
+    return sorted(p.name for p in (train_run / "hf").iterdir()
+                  if p.is_dir() and not p.name.endswith(".partial"))
+
+
+def forwarded_choices(cfg: DictConfig) -> list[str]:
+    """What every stage gets from the driver: ``experiment=<name>`` as this Hydra job chose it,
+    and its logger, W&B runs grouped by the sweep (the grid is one W&B group)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ssd.tracking import sweep_group
+
+    forwarded = []
+    if HydraConfig.initialized():
+        experiment = HydraConfig.get().runtime.choices.get("experiment")
+        if experiment not in (None, "null"):
+            forwarded.append(f"experiment={experiment}")
+    w = cfg.logger.wandb
+    if w is None:
+        return [*forwarded, "logger=none", f"logger.csv={override_value(cfg.logger.csv)}"]
+    return [*forwarded, "logger=wandb", f"logger.csv={override_value(cfg.logger.csv)}",
+            *(f"logger.wandb.{key}={override_value(w[key])}"
+              for key in ("project", "entity", "mode")),
+            f"logger.wandb.group={override_value(w.group or sweep_group())}"]
+
+
 # -- composing like the stages do ---------------------------------------------------------------
 def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
     """The config ``<config_name>.py`` will see for ``overrides``.
@@ -245,6 +301,16 @@ def evaluate_stage(name: str, overrides: Sequence[str], **fields: Any) -> StageR
     evaluation.check_eval(cfg)
     return StageRun(name, "evaluate.py", list(overrides), evaluation.evaluation_plan(cfg),
                     **fields)
+
+
+def sweep_stage(name: str, overrides: Sequence[str], key: str, values: Sequence[Any],
+                **fields: Any) -> StageRun:
+    """One ``evaluate.py -m`` over ``key``'s values (one engine for all of them), complete when
+    every job is; ``plan`` is the first value's, ``also`` the others'."""
+    plans = [evaluate_stage(name, [*overrides, f"{key}={override_value(v)}"]).plan
+             for v in values]
+    sweep = [*overrides, f"{key}=" + ",".join(override_value(v) for v in values)]
+    return StageRun(name, "evaluate.py", ["-m", *sweep], plans[0], also=plans[1:], **fields)
 
 
 # -- running ------------------------------------------------------------------------------------
