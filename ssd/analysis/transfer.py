@@ -193,7 +193,9 @@ def run_transfer(cfg: DictConfig, out: Path) -> dict[str, Any]:
                                                "a base-model transfer suite folder"))
     ssd = read_index("transfer.ssd", require(cfg, "transfer.ssd", lambda v: v is not None,
                                              "an SSD-model transfer suite folder"))
-    return transfer_report(cfg, base, ssd, out)
+    payload = transfer_report(cfg, base, ssd, out)
+    print((out / "transfer.md").read_text())
+    return payload
 
 
 def transfer_report(cfg: DictConfig, base: dict[str, Any], ssd: dict[str, Any], out: Path
@@ -221,5 +223,4 @@ def transfer_report(cfg: DictConfig, base: dict[str, Any], ssd: dict[str, Any], 
     payload["wandb"] = log_wandb(cfg, out, stage="analyze", run_id=f"transfer-{base['identity']}"
                                  f"-{ssd['identity']}", metrics=scalars,
                                  tables={"transfer/table": (header, body)})
-    print(text)
     return payload

@@ -84,13 +84,14 @@ def table2(comparison: Comparison, paper: Mapping[str, Sequence[float]] | None
     if paper is not None:
         by_column = {name: i for i, name in enumerate(TABLE2_COLUMNS)}
 
-        def cells(values: Sequence[float]) -> list[str]:
-            return [f"{values[by_column[f'pass@{k} {s}']]:.1f}"
+        def cells(values: Sequence[float], form: str = ".1f") -> list[str]:
+            return [format(values[by_column[f"pass@{k} {s}"]], form)
                     if f"pass@{k} {s}" in by_column else "–" for k, s in columns]
 
         base, ssd = paper["base"], paper["ssd"]
         rows += [["paper: base", *cells(base)], ["paper: +SSD", *cells(ssd)],
-                 ["paper: difference", *cells([b - a for a, b in zip(base, ssd, strict=True)])]]
+                 ["paper: difference",
+                  *cells([b - a for a, b in zip(base, ssd, strict=True)], "+.1f")]]
     return header, rows
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from ssd.bootstrap import compare, comparison_note, comparison_table
 from ssd.config import ConfigError, is_number, require, stats_options
-from ssd.pipeline.report import table
+from ssd.pipeline.report import diagnostics_rows, representative_lines, table
 from ssd.plotting import pyplot, save_figure
 from ssd.records import write_json_atomic
 from ssd.studies.paper_numbers import PAPER_STRESS
@@ -31,7 +31,6 @@ from ssd.studies.spec import StageSpec
 from ssd.tracking import log_wandb
 
 REPORT_FILE, JSON_FILE, HEATMAP = "report.md", "stress.json", "heatmap.png"
-SHARES = ("code_block", "parses", "cut", "mixed_script", "non_ascii")
 
 
 def check(cfg: DictConfig, specs: Sequence[StageSpec]) -> None:
@@ -117,19 +116,12 @@ def plot_heatmap(cells: Sequence[Mapping[str, Any]], base: float | None, path: P
 
 
 def diagnostics_lines(found: Mapping[str, Any] | None) -> list[str]:
-    if not found:
-        return ["No diagnostics in the generate run's record."]
-    rows = [[name, percent(found.get(name))] for name in SHARES if name in found]
-    rows.append(["mean completion tokens", f"{found.get('mean_completion_tokens') or 0:.1f}"])
-    lines = [table(["of the training samples", "%"], rows), "",
-             f"Without an extractable code block: {percent(1 - found['code_block'])}% "
-             f"(the paper: ~{100 * PAPER_STRESS['no_code_block']:.0f}%)."
-             if found.get("code_block") is not None else ""]
-    sample = found.get("representative")
-    if sample:
-        text = str(sample.get("text", "")).replace("```", "ʼʼʼ")[:1500]
-        lines += ["", "A representative sample (the median length):", "", "```text", text, "```"]
-    return lines
+    """The training samples as the demo's report shows them, and the paper's share beside."""
+    lines = [table(["of the training samples", "%"], diagnostics_rows(found)), ""]
+    if found and found.get("code_block") is not None:
+        lines += [f"Without an extractable code block: {percent(1 - found['code_block'])}% "
+                  f"(the paper: ~{100 * PAPER_STRESS['no_code_block']:.0f}%).", ""]
+    return lines + representative_lines(found)
 
 
 # -- the report ---------------------------------------------------------------------------------
