@@ -135,8 +135,8 @@ def test_the_ridge_is_the_connected_region_near_the_best_configuration() -> None
 TINY = ["model=tiny", "scale=tiny", "study.benchmarks=[lcb_sample]", "lock.poll_s=0.5"]
 
 
-def study(workspace: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "study.py"), *TINY, *args],
+def study(workspace: Path, *args: str, tiny: tuple[str, ...] = tuple(TINY)) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "study.py"), *tiny, *args],
                             cwd=workspace, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -214,7 +214,8 @@ def test_stress_reports_diagnostics_the_heat_map_and_the_count_above_the_base(
 
 @pytest.mark.slow
 def test_the_paper_view_collects_the_studies_beside_the_papers_numbers(workspace: Path) -> None:
-    study(workspace, "study=paper")
+    study(workspace, "study.base_sweep=[0.6,1.0]")   # reused when the main test ran
+    study(workspace, "study=paper", tiny=())
     text = (workspace / "runs" / "study" / "paper" / "paper.md").read_text()
     assert "## Table 2: lcb_v6" in text and "## Table 5: transfer" in text
     # a paper preset without a run: its cells marked, the paper's number beside
