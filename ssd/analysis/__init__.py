@@ -11,7 +11,8 @@ Every core function is pure; the only I/O lives in the explicit ``plot_*`` funct
 Public entry for the drivers: the T_eff fits the grid report draws (``ResultRecord``,
 ``TeffPanel``, ``fit_groups``, ``plot_teff``, ``plot_teff_panels``, ``summary_rows``) and the
 exact path-product models the lab compares its learned models with (``ToyModel``,
-``find_optimum``, ``ssd_student``, ``success_curve``, ``success_probability``).
+``find_optimum``, ``ssd_student``, ``success_curve``, ``success_probability``); Table 5 for the
+transfer study (``transfer_report``, ``COLUMN_ORDER``, ``PAPER_TABLE5``, ``INDEX``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,29 @@ from ssd.analysis.toy import (  # noqa: E402  (toy uses single_thread, defined a
     success_curve,
     success_probability,
 )
+from ssd.analysis.transfer import (  # noqa: E402
+    COLUMN_ORDER,
+    INDEX,
+    PAPER_TABLE5,
+    transfer_report,
+)
 
-__all__ = ["Optimum", "ResultRecord", "TeffPanel", "ToyModel", "find_optimum", "fit_groups",
-           "plot_teff", "plot_teff_panels", "single_thread", "ssd_student", "success_curve",
-           "success_probability", "summary_rows"]
+__all__ = [
+    "COLUMN_ORDER",
+    "INDEX",
+    "PAPER_TABLE5",
+    "Optimum",
+    "ResultRecord",
+    "TeffPanel",
+    "ToyModel",
+    "find_optimum",
+    "fit_groups",
+    "plot_teff",
+    "plot_teff_panels",
+    "single_thread",
+    "ssd_student",
+    "success_curve",
+    "success_probability",
+    "summary_rows",
+    "transfer_report",
+]

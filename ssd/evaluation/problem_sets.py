@@ -97,6 +97,13 @@ PROBLEM_SETS: dict[str, ProblemSet] = {
 }
 
 
+def named_set_size(name: str) -> int | None:
+    """How many problems a named set holds by the shipped metadata (None: not a named set)."""
+    if name not in PROBLEM_SETS:
+        return None
+    return len(select_ids(PROBLEM_SETS[name], shipped_metadata().values()))
+
+
 def custom_problem_set(start_date: str | None, end_date: str | None,
                        releases: tuple[str | None, str] | None) -> ProblemSet:
     """A set from config values, named by its definition (so equal definitions share a name)."""

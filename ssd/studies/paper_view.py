@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ssd.analysis.transfer import COLUMN_ORDER, PAPER_TABLE5
+from ssd.analysis import COLUMN_ORDER, PAPER_TABLE5
 from ssd.pipeline.report import table
 from ssd.records import write_json_atomic
 from ssd.studies.paper_numbers import PAPER_TABLE2, TABLE2_COLUMNS

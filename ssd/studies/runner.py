@@ -143,10 +143,9 @@ def _problems(e: DictConfig) -> int | None:
     if e.get("limit") is not None:
         return int(e.limit)
     if e.get("problem_set"):
-        from ssd.evaluation.problem_sets import PROBLEM_SETS, select_ids, shipped_metadata
+        from ssd.evaluation import named_set_size
 
-        if e.problem_set in PROBLEM_SETS:
-            return len(select_ids(PROBLEM_SETS[e.problem_set], shipped_metadata().values()))
+        return named_set_size(str(e.problem_set))
     return None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ssd.analysis.transfer import INDEX, transfer_report
+from ssd.analysis import INDEX, transfer_report
 from ssd.config import ConfigError
 from ssd.records import write_json_atomic
 from ssd.studies.results import stages_with
