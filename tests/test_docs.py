@@ -143,7 +143,8 @@ def test_comments_are_read_from_the_block_above_and_the_end_of_the_line() -> Non
 # -- the commands the pages show ---------------------------------------------------------------
 PAGES_WITH_COMMANDS = ["README.md", "docs/getting-started.md", "docs/stages/generate.md",
                        "docs/stages/train.md", "docs/stages/evaluate.md",
-                       "docs/stages/analyse.md", "docs/lab.md", "docs/cluster.md", "docs/grid.md"]
+                       "docs/stages/analyse.md", "docs/lab.md", "docs/cluster.md", "docs/grid.md",
+                       "docs/studies.md"]
 # Placeholders the pages use, and a value that composes in their place.
 PLACEHOLDERS = {"experiment=E": "experiment=qwen3-4b-instruct-2507"}
 
