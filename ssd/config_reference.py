@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ssd.tables import markdown_table
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w.-]*)\s*:(?P<rest>.*)$")
 _PACKAGE = re.compile(r"^#\s*@package\s+(\S+)")
@@ -140,10 +142,6 @@ def options(conf_dir: Path = CONF_DIR) -> list[Option]:
     return [load_option(p, conf_dir) for p in files]
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def reference_markdown(conf_dir: Path = CONF_DIR) -> str:
     """The whole reference page."""
     out = ["# Configuration reference", "",
@@ -164,8 +162,7 @@ def reference_markdown(conf_dir: Path = CONF_DIR) -> str:
         if option.defaults:
             out += ["Defaults: " + ", ".join(f"`{d}`" for d in option.defaults), ""]
         if option.entries:
-            out += ["| key | default | comment |", "|---|---|---|"]
-            out += [f"| `{e.key}` | `{_cell(e.default)}` | {_cell(e.comment)} |"
-                    for e in option.entries]
-            out.append("")
+            out += [markdown_table(["key", "default", "comment"],
+                                   [[f"`{e.key}`", f"`{e.default}`", e.comment]
+                                    for e in option.entries]), ""]
     return "\n".join(out) + "\n"

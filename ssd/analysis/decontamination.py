@@ -19,6 +19,7 @@ from ssd.config import ConfigError, is_int, require
 from ssd.data.decontamination import EvalSetLoader, check_pool, check_record
 from ssd.data.eval_sets import check_eval_sets
 from ssd.data.prompts import load_pool
+from ssd.tables import markdown_table
 
 EXCERPT_CHARS = 160
 ALL = "all sets"
@@ -68,16 +69,17 @@ def run_decontaminate(cfg: DictConfig, eval_sets: EvalSetLoader | None) -> dict[
                                        "prompts": len(pool.prompts)}, "sets": {}}
     print(f"decontaminate: {len(pool.prompts)} prompts of {cfg.data.path} "
           f"(field {cfg.data.field})")
-    print("| set | problems | prompts sharing any 8-gram | overlapping prompts | problems hit |")
-    print("|---|---|---|---|---|")
+    table = []
     for scope, members in scopes.items():
         chosen = [p for spec in members for p in problems[spec]]
         record = check_record(check_pool(pool.prompts, chosen), members)
         record["problems"] = len(chosen)
         report["sets"][scope] = record
         hit = sum(record["problems_hit"].values())
-        print(f"| {scope} | {len(chosen)} | {record['shares_any_ngram']} | "
-              f"{record['overlapping']} | {hit} |")
+        table.append([scope, len(chosen), record["shares_any_ngram"], record["overlapping"],
+                      hit])
+    print(markdown_table(["set", "problems", "prompts sharing any 8-gram",
+                          "overlapping prompts", "problems hit"], table))
     for scope in sets:
         strongest = sorted(report["sets"][scope]["overlaps"],
                            key=lambda o: -o["matches"][0]["shared"])

@@ -35,6 +35,7 @@ from ssd.data.decontamination import EvalSetLoader
 from ssd.data.prompts import DataError, chat_messages, load_pool
 from ssd.records import read_records
 from ssd.sampling import chat_prompt_ids, sample_seed
+from ssd.tables import markdown_table
 
 COMMANDS = ("toy", "tokens", "teff", "decontaminate", "transfer")
 
@@ -393,11 +394,10 @@ def run_teff(cfg: DictConfig, out: Path) -> dict[str, Any]:
     payload = {"records": [asdict(r) | {"t_eff": r.t_eff} for r in records],
                "fits": rows, "baseline": baseline, "figure": str(figure)}
     _write_json(out / "teff.json", payload)
-    print("| group | n | R² | shape | peak T_eff | peak pass@1 | note |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        peak = "-" if r["peak_t_eff"] is None else f"{r['peak_t_eff']:.3f}"
-        value = "-" if r["peak_value"] is None else f"{r['peak_value']:.4f}"
-        print(f"| {r['group']} | {r['n']} | {r['r_squared']:.3f} | {r['shape']} | {peak} | "
-              f"{value} | {r['note']} |")
+    print(markdown_table(
+        ["group", "n", "R²", "shape", "peak T_eff", "peak pass@1", "note"],
+        [[r["group"], r["n"], f"{r['r_squared']:.3f}", r["shape"],
+          "-" if r["peak_t_eff"] is None else f"{r['peak_t_eff']:.3f}",
+          "-" if r["peak_value"] is None else f"{r['peak_value']:.4f}", r["note"]]
+         for r in rows]))
     return payload

@@ -51,6 +51,7 @@ import torch
 from ssd.analysis import single_thread, theory
 from ssd.decoding import decode
 from ssd.plotting import pyplot, save_figure
+from ssd.tables import markdown_table
 
 SPLITS = ("all", "lock", "fork")
 MODELS = ("base", "ssd")
@@ -299,28 +300,24 @@ def format_summary(summary: dict[str, Any], settings: TokenSettings) -> str:
     def num(value: Any, spec: str = ".3f") -> str:
         return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
-    lines = [
-        f"| split | n | model | mass@1 | mass@{settings.ranks} | survivors T={temps} | "
-        f"H_trunc T={temps} | matched n | H_trunc matched T={ref:g} | gate | head | tail | "
-        "H(p) | K |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["split", "n", "model", "mass@1", f"mass@{settings.ranks}", f"survivors T={temps}",
+              f"H_trunc T={temps}", "matched n", f"H_trunc matched T={ref:g}", "gate", "head",
+              "tail", "H(p)", "K"]
+    rows = []
     for split in SPLITS:
         data = summary["splits"][split]
         for model in MODELS:
             m = data[model]
             e = m["entropy_decomposition"]
-            survivors = "/".join(num(m["support_size_mean"][i], ".2f") for i in cols)
-            entropies = "/".join(num(m["entropy_after_truncation"][i]) for i in cols)
-            lines.append(
-                f"| {split} | {data['n']} | {model} | {num(m['cumulative_mass'][0])} | "
-                f"{num(m['cumulative_mass'][-1])} | {survivors} | {entropies} | "
-                f"{data['matched']['n']} | "
-                f"{num(m['matched_entropy_after_truncation'][grid.index(ref)])} | "
-                f"{num(e['gate'])} | {num(e['head'])} | {num(e['tail'])} | "
-                f"{num(e['entropy'])} | {num(e['kept_mass'])} |"
-            )
-    return "\n".join(lines)
+            rows.append([split, data["n"], model, num(m["cumulative_mass"][0]),
+                         num(m["cumulative_mass"][-1]),
+                         "/".join(num(m["support_size_mean"][i], ".2f") for i in cols),
+                         "/".join(num(m["entropy_after_truncation"][i]) for i in cols),
+                         data["matched"]["n"],
+                         num(m["matched_entropy_after_truncation"][grid.index(ref)]),
+                         num(e["gate"]), num(e["head"]), num(e["tail"]), num(e["entropy"]),
+                         num(e["kept_mass"])])
+    return markdown_table(header, rows)
 
 
 def context_rows(base: ContextMeasures, ssd: ContextMeasures, support_size: np.ndarray,

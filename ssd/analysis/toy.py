@@ -80,6 +80,7 @@ from ssd.analysis import single_thread
 from ssd.decoding import decode_probs
 from ssd.lab.world import path_success
 from ssd.plotting import pyplot, save_figure
+from ssd.tables import markdown_table
 
 VOCAB_SIZE = 16
 N_LOCKS = 3
@@ -668,14 +669,10 @@ def fit_tail_ratio(candidates: Sequence[float]) -> dict[float, int]:
 
 def format_table(rows: Sequence[ReproRow]) -> str:
     """A Markdown table of ``reproduction_table`` rows (for reports and logs)."""
-    lines = ["| quantity | reproduced | paper | unit | match | note |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        paper = "-" if r.paper is None else f"{r.paper:g}"
-        lines.append(
-            f"| {r.quantity} | {r.reproduced:.4g} | {paper} | {r.unit} | "
-            f"{'yes' if r.ok else 'NO'} | {r.note} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        ["quantity", "reproduced", "paper", "unit", "match", "note"],
+        [[r.quantity, f"{r.reproduced:.4g}", "-" if r.paper is None else f"{r.paper:g}", r.unit,
+          "yes" if r.ok else "NO", r.note] for r in rows])
 
 
 # --------------------------------------------------------------------------------------------

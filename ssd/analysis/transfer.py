@@ -29,6 +29,7 @@ from ssd import stamps
 from ssd.bootstrap import compare, comparison_note, problem_results
 from ssd.config import ConfigError, require, stats_options
 from ssd.records import read_records
+from ssd.tables import markdown_table
 from ssd.tracking import log_wandb
 
 INDEX = "transfer.json"
@@ -138,11 +139,6 @@ def table(rows: list[dict[str, Any]], paper: tuple[tuple[float, ...], ...] | Non
     return header, body
 
 
-def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in body)]
-
-
 def report_markdown(base: dict[str, Any], ssd: dict[str, Any], rows: list[dict[str, Any]],
                     paper_model: str | None) -> str:
     paper = PAPER_TABLE5.get(paper_model) if paper_model else None
@@ -151,7 +147,7 @@ def report_markdown(base: dict[str, Any], ssd: dict[str, Any], rows: list[dict[s
     lines = [f"# Out-of-domain transfer (Table 5): {title}, base vs +SSD", "",
              f"base: `{base.get('model')}` (suite `{base['identity']}`), decoding "
              f"{_decoding(base)}; +SSD: `{ssd.get('model')}` (suite `{ssd['identity']}`), "
-             f"decoding {_decoding(ssd)}.", "", *_markdown(header, body), "",
+             f"decoding {_decoding(ssd)}.", "", markdown_table(header, body), "",
              "Percent. Code sets: pass@1; AIME and MMLU: accuracy (the mean share of right "
              "samples). Each value with its 95% bootstrap interval; the difference's interval and "
              "p from the paired bootstrap over the problems both models were evaluated on. "
@@ -159,7 +155,7 @@ def report_markdown(base: dict[str, Any], ssd: dict[str, Any], rows: list[dict[s
                 "sample counts or temperatures for these sets)." if paper else
                 "The paper's rows appear when the model is one of its presets.")]
     lines += ["", "## Failures: no final answer, or a code block instead (samples)", "",
-              *_markdown(["set", "samples base / +SSD", "base: no answer", "base: code block",
+              markdown_table(["set", "samples base / +SSD", "base: no answer", "base: code block",
                           "+SSD: no answer", "+SSD: code block"],
                          [[r["column"], f"{r['samples'][0]} / {r['samples'][1]}",
                            *(str(r["failures"][who][f]) for who in ("base", "ssd")

@@ -51,6 +51,7 @@ from ssd.evaluation.run import (
 from ssd.evaluation.tasks import TASKS, messages_for
 from ssd.identity import StagePlan, stage_identity
 from ssd.records import read_records, write_json_atomic
+from ssd.tables import markdown_table
 
 PRESETS = REPO_ROOT / "conf" / "eval"
 INDEX_VERSION = 1
@@ -165,20 +166,20 @@ def one_model_markdown(index: dict[str, Any]) -> str:
     lines = [f"# Out-of-domain transfer: {row[0]}", "",
              f"Model `{index['model']}`; {how}; {index['engine_starts']} engine start(s) in this "
              "process.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             "| " + " | ".join(row) + " |", "",
+             markdown_table(header, [row]), "",
              "Percent, with 95% bootstrap intervals over each set's problems (ssd/bootstrap.py). "
              "Code sets: pass@1 over n samples; AIME and MMLU: accuracy, the mean share of right "
              "samples.", "",
-             "| set | metric | value [95% CI] | pass@k | problems x n | no answer | code block "
-             "instead | problem set | run |", "|---|---|---|---|---|---|---|---|---|"]
-    for e in entries:
-        passk = ", ".join(f"{k} {_percent(v['value'])}" for k, v in e["pass@k"].items())
-        lines.append(
-            f"| {e['column']} | {e['metric']} | {_percent(e['value'])} [{_percent(e['low'])}, "
-            f"{_percent(e['high'])}] | {passk} | {e['problems']} x {e['n']} | "
-            f"{e['failures'][NO_ANSWER]} | {e['failures'][CODE_BLOCK_INSTEAD]} | "
-            f"{e['problem_set']['name']} ({e['problem_set']['problems']}) | `{e['run_dir']}` |")
+             markdown_table(
+                 ["set", "metric", "value [95% CI]", "pass@k", "problems x n", "no answer",
+                  "code block instead", "problem set", "run"],
+                 [[e["column"], e["metric"],
+                   f"{_percent(e['value'])} [{_percent(e['low'])}, {_percent(e['high'])}]",
+                   ", ".join(f"{k} {_percent(v['value'])}" for k, v in e["pass@k"].items()),
+                   f"{e['problems']} x {e['n']}", e["failures"][NO_ANSWER],
+                   e["failures"][CODE_BLOCK_INSTEAD],
+                   f"{e['problem_set']['name']} ({e['problem_set']['problems']})",
+                   f"`{e['run_dir']}`"] for e in entries])]
     for e in entries:
         if "macro" in e:
             lines += ["", f"{e['column']}: macro accuracy over {len(e['per_subject'])} subjects "

@@ -42,6 +42,7 @@ from ssd.config import stats_options
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.plotting import pyplot, save_figure
 from ssd.records import read_records
+from ssd.tables import markdown_table
 
 PLOT_NAME = "pass_at_k_vs_T.png"
 # Overrides already shown as their own columns.
@@ -164,10 +165,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def records_table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """Dict rows as a markdown table, values formatted by ``_cell``."""
+    return markdown_table(columns, [[_cell(row.get(c)) for c in columns] for row in rows]) + "\n"
 
 
 def best_row(rows: Sequence[dict[str, Any]], metric: str = "pass@1") -> dict[str, Any] | None:
@@ -265,7 +265,7 @@ def comparison_markdown(found: Sequence[dict[str, Any]]) -> str:
         lines += [f"### job {item['job']} against job {item['reference_job']}", ""]
         if item["stamp_differences"]:
             lines += [stamps.warning(item["stamp_differences"]), ""]
-        lines += [markdown_table(header, [dict(zip(header, row, strict=True)) for row in rows]),
+        lines += [markdown_table(header, rows) + "\n",
                   comparison_note(comparison), ""]
     return "\n".join(lines)
 
@@ -284,7 +284,7 @@ def write_sweep_summary(sweep_dir: Path, stats: dict[str, Any] | None = None
     intervals = [passk_intervals(found, ks=r.get("ks", []), **stats)["overall"]
                  if found else None for r, found in zip(records, results, strict=True)]
     columns, rows = sweep_rows(records, intervals)
-    table = markdown_table(columns, rows)
+    table = records_table(columns, rows)
     best = best_row(rows)
     plotted = plot_sweep(records, rows, sweep_dir / PLOT_NAME)
     comparisons = sweep_comparisons(records, results, stats)

@@ -33,8 +33,9 @@ from ssd.bootstrap import (
 )
 from ssd.passk import UNLABELED, ProblemResult
 from ssd.pipeline.grid import CELL_FILE, GRID, TABLE4
-from ssd.pipeline.report import percent, table
+from ssd.pipeline.report import percent
 from ssd.plotting import pyplot, save_figure
+from ssd.tables import markdown_table
 
 GRID_MD = "grid.md"
 GRID_JSON = "grid.json"
@@ -329,7 +330,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
     headline = base_comparison(best, base_best, results, stats)
     if headline is not None:
         header, table_rows = comparison_table(headline)
-        lines += ["", table(header, table_rows), "",
+        lines += ["", markdown_table(header, table_rows), "",
                   comparison_note(headline) + " Both settings were picked as the grid's best "
                   "after looking at every cell, so the interval is optimistic about the gap.",
                   ""]
@@ -340,7 +341,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
         lines += ["", f"## Each trained model against the base model at {at}", "",
                   "Best checkpoint per cell; SSD - base in points, paired bootstrap over "
                   "problems (95% interval, p).", "",
-                  table(["T_train", "truncation", "checkpoint", "T_eval", "pass@1 change",
+                  markdown_table(["T_train", "truncation", "checkpoint", "T_eval", "pass@1 change",
                          "pass@5 change"],
                         [[f"{c['row']['t_train']:g}", c["row"]["truncation"],
                           c["row"]["checkpoint"], f"{c['row']['t_eval']:g}",
@@ -355,23 +356,24 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
               "The checkpoint with the best pass@1 per cell, in both panels; a quadratic fit "
               "per training truncation.", "",
               f"![pass@1 and pass@5 against T_eff]({TEFF_PNG})", "",
-              table(["metric", "truncation", "points", "R²", "shape", "peak T_eff", "peak"],
-                    [[f"pass@{k}", f["group"], f["n"], _num(f["r_squared"]), f["shape"],
-                      _num(f["peak_t_eff"]), _num(f["peak_value"])]
-                     for k, fit_table in fit_tables.items() for f in fit_table]), ""]
+              markdown_table(
+                  ["metric", "truncation", "points", "R²", "shape", "peak T_eff", "peak"],
+                  [[f"pass@{k}", f["group"], f["n"], _num(f["r_squared"]), f["shape"],
+                    _num(f["peak_t_eff"]), _num(f["peak_value"])]
+                   for k, fit_table in fit_tables.items() for f in fit_table]), ""]
     for truncation in sorted({r["truncation"] for r in best_rows}):
         lines += [f"![pass@1 and pass@5 over T_train x T_eval, {truncation}]"
                   f"({heatmap_name(truncation)})", ""]
     header = ["T_train", "truncation", "checkpoint", "T_eval", "T_eff", "pass@1", "pass@5",
               *difficulty_header, "pass@1 95% CI", "pass@5 95% CI", *stamp_header]
-    lines += ["## Every evaluation", "", table(header, [
+    lines += ["## Every evaluation", "", markdown_table(header, [
         [f"{r['t_train']:g}", r["truncation"], r["checkpoint"], f"{r['t_eval']:g}",
          f"{r['t_eff']:.3g}", percent(r["pass@1"]), percent(r["pass@5"]),
          *difficulty_cells(r), _interval_cell(r, 1), _interval_cell(r, 5), *stamp_cells(r)]
         for r in rows])]
     trained = training_set_rows(cells)
     if trained:
-        lines += ["", "## Training sets", "", table(
+        lines += ["", "## Training sets", "", markdown_table(
             ["T_train", "truncation", "samples", "ended by the model", "cut, trained open",
              "tokens", *DIAGNOSTICS_COLUMNS.values()],
             [[f"{t['t_train']:g}", t["truncation"], t.get("samples"), t.get("ended"),
@@ -382,7 +384,7 @@ def build_grid_report(cells: Sequence[dict[str, Any]], results: Results | None =
             "whose block parses as Python, whose letters mix scripts (`ssd/generation/"
             "diagnostics.py`); – for a generate run from before these were recorded."]
     if bases:
-        lines += ["", "## Base model (decode only)", "", table(
+        lines += ["", "## Base model (decode only)", "", markdown_table(
             ["reference", "T", "truncation", "pass@1", "pass@5", *difficulty_header,
              "pass@1 95% CI", "pass@5 95% CI", *stamp_header],
             [[b["reference"], f"{b['t_eval']:g}", b["truncation"], percent(b["pass@1"]),

@@ -59,6 +59,7 @@ from ssd.pipeline.stages import (
 )
 from ssd.plotting import pyplot, save_figure
 from ssd.records import write_json_atomic
+from ssd.tables import markdown_table
 
 LAB_FORMAT = 1
 # vLLM refuses temperatures above 2: the learned models' optima are sought, and the lab samples,
@@ -711,21 +712,21 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
         f"{lab['train']['global_batch_size']}; evaluation top-p {ev['top_p']}, top-k "
         f"{ev['top_k']}, {ev['n']} samples per prompt and temperature.",
         "",
-        "| model | analytic best (T, P) | learned, exact best (T, P) | sampled at its best "
-        "(T, P ± SE) | exact there |",
-        "|---|---|---|---|---|",
-    ]
-    lines[-3:-3] = [
         f"Analytic optima over all T (the paper's C.4): teacher {_pct(a['paper_teacher']['p'])} "
         f"at T {a['paper_teacher']['t']:.4f}, student {_pct(a['paper_student']['p'])} at T "
         f"{a['paper_student']['t']:.4f}. vLLM samples at T <= {VLLM_MAX_T:g}, so the table's "
-        "optima are taken there.", ""]
-    for who, paper, learned in (("base", "teacher", "base"), ("SSD", "student", "ssd")):
-        lines.append(
-            f"| {who} | {a[paper]['t']:.4f}, {_pct(a[paper]['p'])} | {e[learned]['t']:.4f}, "
-            f"{_pct(e[learned]['p'])} ({e[learned]['approach']}) | {sm[learned]['t']:.4f}, "
-            f"{_pct(sm[learned]['p'])} ± {100 * sm[learned]['se']:.2f} | "
-            f"{_pct(sm[learned]['exact'])} |")
+        "optima are taken there.",
+        "",
+        markdown_table(
+            ["model", "analytic best (T, P)", "learned, exact best (T, P)",
+             "sampled at its best (T, P ± SE)", "exact there"],
+            [[who, f"{a[paper]['t']:.4f}, {_pct(a[paper]['p'])}",
+              f"{e[learned]['t']:.4f}, {_pct(e[learned]['p'])} ({e[learned]['approach']})",
+              f"{sm[learned]['t']:.4f}, {_pct(sm[learned]['p'])} ± "
+              f"{100 * sm[learned]['se']:.2f}", _pct(sm[learned]["exact"])]
+             for who, paper, learned in (("base", "teacher", "base"),
+                                         ("SSD", "student", "ssd"))]),
+    ]
     lines += [
         "",
         f"**Fit of the base** (its raw distributions read off vLLM vs the teacher's, at every "
@@ -736,10 +737,9 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
         f"**Sampled vs exact** at every evaluated point: largest |z| = {summary['max_abs_z']:.2f} "
         f"over {len(summary['points'])} points (z = (sampled - exact) / SE).",
         "",
-        "| model | T | sampled | exact | z |",
-        "|---|---|---|---|---|",
-        *(f"| {p['model']} | {p['t']:.4g} | {_pct(p['sampled'])} | {_pct(p['exact'])} | "
-          f"{p['z']:+.2f} |" for p in summary["points"]),
+        markdown_table(["model", "T", "sampled", "exact", "z"],
+                       [[p["model"], f"{p['t']:.4g}", _pct(p["sampled"]), _pct(p["exact"]),
+                         f"{p['z']:+.2f}"] for p in summary["points"]]),
         "",
         "## Where the sharpening happened",
         "",
@@ -753,24 +753,25 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
             f"{np.mean([r['ssd_entropy'] for r in rows]):.2f}"
             for kind, rows in _by_archetype(summary["sharpening"]).items()) + ".",
         "",
-        "| prompt | position | archetype | success mass | cut mass | entropy |",
-        "|---|---|---|---|---|---|",
-        *(f"| {r['prompt']} | {r['position']} | {r['archetype']} | {r['base_success']:.3f} -> "
-          f"{r['ssd_success']:.3f} | {r['base_cut']:.2e} -> {r['ssd_cut']:.2e} | "
-          f"{r['base_entropy']:.3f} -> {r['ssd_entropy']:.3f} |" for r in summary["sharpening"]),
+        markdown_table(
+            ["prompt", "position", "archetype", "success mass", "cut mass", "entropy"],
+            [[r["prompt"], r["position"], r["archetype"],
+              f"{r['base_success']:.3f} -> {r['ssd_success']:.3f}",
+              f"{r['base_cut']:.2e} -> {r['ssd_cut']:.2e}",
+              f"{r['base_entropy']:.3f} -> {r['ssd_entropy']:.3f}"]
+             for r in summary["sharpening"]]),
     ]
     if summary["ablations"]:
         lines += ["", "## Ablations", "",
                   "Each re-runs SSD with other training-decoding values; gains are against the "
                   "same base (sampled at each model's best).", "",
-                  "| ablation | T_train | top-p | analytic gain | exact gain | sampled gain "
-                  "(95% CI) |", "|---|---|---|---|---|---|"]
-        for r in summary["ablations"]:
-            lines.append(
-                f"| {r['name']} | {r['ssd']['t_train']} | {r['ssd']['top_p']} | "
-                f"{100 * r['analytic_gain']:+.2f} pp | {100 * r['exact_gain']:+.2f} pp | "
-                f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
-                f"{100 * r['sampled_high']:+.2f}) |")
+                  markdown_table(
+                      ["ablation", "T_train", "top-p", "analytic gain", "exact gain",
+                       "sampled gain (95% CI)"],
+                      [[r["name"], r["ssd"]["t_train"], r["ssd"]["top_p"],
+                        f"{100 * r['analytic_gain']:+.2f} pp", f"{100 * r['exact_gain']:+.2f} pp",
+                        f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
+                        f"{100 * r['sampled_high']:+.2f})"] for r in summary["ablations"]])]
     if summary.get("lora"):
         lines += lora_markdown(summary)
     timing = summary.get("timing", {})
@@ -795,23 +796,24 @@ def lora_markdown(summary: Mapping[str, Any]) -> list[str]:
              "rank) on the same samples with the same schedule, evaluated at its own best T; "
              "gains are against the same base sample. Kept: the rank's gain as a share of full "
              "fine-tuning's.", "",
-             "| fine-tuning | trainable parameters | exact best (T, P) | exact gain (kept) | "
-             "sampled at its best (T, P ± SE) | sampled gain (95% CI, kept) | train, evaluate |",
-             "|---|---|---|---|---|---|---|",
-             f"| full | all | {e['ssd']['t']:.4f}, {_pct(e['ssd']['p'])} | "
-             f"{100 * head['exact_gain']:+.2f} pp | {sm['ssd']['t']:.4f}, "
-             f"{_pct(sm['ssd']['p'])} ± {100 * sm['ssd']['se']:.2f} | "
-             f"{100 * head['gain']:+.2f} pp ({100 * head['gain_low']:+.2f} to "
-             f"{100 * head['gain_high']:+.2f}) | see below |"]
-    for r in summary["lora"]:
-        params = r["trainable_parameters"]
-        lines.append(
-            f"| LoRA rank {r['rank']} (lr {r['lr']:g}) | "
-            f"{'-' if params is None else f'{params:,}'} | {r['exact']['t']:.4f}, "
-            f"{_pct(r['exact']['p'])} | {100 * r['exact_gain']:+.2f} pp "
-            f"({_kept(r['exact_kept'])}) | {r['sampled']['t']:.4f}, {_pct(r['sampled']['p'])} "
-            f"± {100 * r['sampled']['se']:.2f} | {100 * r['sampled_gain']:+.2f} pp "
-            f"({100 * r['sampled_low']:+.2f} to {100 * r['sampled_high']:+.2f}, "
-            f"{_kept(r['sampled_kept'])}) | {r['train_s'] or 0:.0f} s, "
-            f"{r['evaluate_s'] or 0:.0f} s |")
+             markdown_table(
+                 ["fine-tuning", "trainable parameters", "exact best (T, P)",
+                  "exact gain (kept)", "sampled at its best (T, P ± SE)",
+                  "sampled gain (95% CI, kept)", "train, evaluate"],
+                 [["full", "all", f"{e['ssd']['t']:.4f}, {_pct(e['ssd']['p'])}",
+                   f"{100 * head['exact_gain']:+.2f} pp",
+                   f"{sm['ssd']['t']:.4f}, {_pct(sm['ssd']['p'])} ± {100 * sm['ssd']['se']:.2f}",
+                   f"{100 * head['gain']:+.2f} pp ({100 * head['gain_low']:+.2f} to "
+                   f"{100 * head['gain_high']:+.2f})", "see below"],
+                  *([f"LoRA rank {r['rank']} (lr {r['lr']:g})",
+                     "-" if r["trainable_parameters"] is None
+                     else f"{r['trainable_parameters']:,}",
+                     f"{r['exact']['t']:.4f}, {_pct(r['exact']['p'])}",
+                     f"{100 * r['exact_gain']:+.2f} pp ({_kept(r['exact_kept'])})",
+                     f"{r['sampled']['t']:.4f}, {_pct(r['sampled']['p'])} ± "
+                     f"{100 * r['sampled']['se']:.2f}",
+                     f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
+                     f"{100 * r['sampled_high']:+.2f}, {_kept(r['sampled_kept'])})",
+                     f"{r['train_s'] or 0:.0f} s, {r['evaluate_s'] or 0:.0f} s"]
+                    for r in summary["lora"])])]
     return lines

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from ssd import stamps
 from ssd.bootstrap import Comparison, compare, comparison_note, comparison_table, problem_results
 from ssd.passk import UNLABELED
 from ssd.plotting import pyplot, save_figure
+from ssd.tables import markdown_table
 
 ROLES = ("base", "ssd")
 ROLE_TITLES = {"base": "base", "ssd": "SSD"}
@@ -98,16 +99,6 @@ def change(before: float | None, after: float | None) -> str:
     if before is None or after is None:
         return "–"
     return f"{100 * (after - before):+.1f} pp"
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _pass(block: Mapping[str, Any] | None, k: int) -> float | None:
@@ -315,7 +306,7 @@ def paired_sections(r: DemoRecords,
     lines = []
     for benchmark, comparison in comparisons.items():
         header, rows = comparison_table(comparison)
-        lines += [f"Paired bootstrap, {benchmark} (points):", "", table(header, rows), "",
+        lines += [f"Paired bootstrap, {benchmark} (points):", "", markdown_table(header, rows), "",
                   comparison_note(comparison), ""]
         if benchmark in differing:
             lines += [stamps.warning(differing[benchmark]), ""]
@@ -347,7 +338,7 @@ def build_report(r: DemoRecords) -> str:
         "",
         "## Settings",
         "",
-        table(["", "value"], [
+        markdown_table(["", "value"], [
             ["model", f"{r.model} (`{gen_cfg.get('model', {}).get('path')}`)"],
             ["scale", f"{r.scale:g}"],
             ["prompt pool", f"{data.get('name')}, first {data.get('limit')} prompts "
@@ -372,7 +363,7 @@ def build_report(r: DemoRecords) -> str:
         "",
         "## Generation",
         "",
-        table(["", "count"], [
+        markdown_table(["", "count"], [
             ["prompts", r.generate.get("pool", {}).get("prompts")],
             ["samples", filt.get("samples")],
             ["finished (stop / length)", f"{int(shards.get('finish_stop', 0))} / "
@@ -394,7 +385,7 @@ def build_report(r: DemoRecords) -> str:
         "",
         "What the sampled text looks like (the generate run's diagnostics):",
         "",
-        table(["", "value"], diagnostics_rows(r.generate.get("diagnostics"))),
+        markdown_table(["", "value"], diagnostics_rows(r.generate.get("diagnostics"))),
         "",
         *representative_lines(r.generate.get("diagnostics")),
         "## Training",
@@ -405,7 +396,7 @@ def build_report(r: DemoRecords) -> str:
     first_loss = r.loss[0][1] if r.loss else None
     last_loss = r.loss[-1][1] if r.loss else None
     out += [
-        table(["", "value"], [
+        markdown_table(["", "value"], [
             ["training samples", r.train.get("samples")],
             ["tokens trained on", {"sampled_ids": "the token ids as sampled",
                                    "chat_template": "chat messages re-tokenised"}.get(
@@ -431,7 +422,7 @@ def build_report(r: DemoRecords) -> str:
     out += [
         "## Evaluation: base vs SSD",
         "",
-        table(pass_header(r.evaluations), pass_rows(r.evaluations)),
+        markdown_table(pass_header(r.evaluations), pass_rows(r.evaluations)),
         "",
         "Change: SSD minus base, in percentage points. "
         + ("Per-difficulty rows are shown for benchmarks that label difficulty."
@@ -441,7 +432,7 @@ def build_report(r: DemoRecords) -> str:
         "What each evaluation is about (the problem set's name, definition, problem count and "
         "the sha256 of its sorted question ids; the grader profile):",
         "",
-        table(["benchmark", "model", *stamps.COLUMNS], stamp_rows(r.evaluations)),
+        markdown_table(["benchmark", "model", *stamps.COLUMNS], stamp_rows(r.evaluations)),
         "",
         *stamps.grader_lines(e.metrics for e in r.evaluations),
         *[line for benchmark, found in stamp_differences(r.evaluations).items()
@@ -456,7 +447,7 @@ def build_report(r: DemoRecords) -> str:
                 "–" if e.metrics.get("mean_completion_tokens") is None
                 else f"{e.metrics['mean_completion_tokens']:.0f}"]
                for e in r.evaluations]
-    out += [table(["benchmark", "model", "samples", "passed", "failures", "mean tokens"],
+    out += [markdown_table(["benchmark", "model", "samples", "passed", "failures", "mean tokens"],
                   reasons), ""]
 
     out += ["## Examples", ""]
@@ -484,7 +475,7 @@ def build_report(r: DemoRecords) -> str:
 
     if r.timings:
         recorded = recorded_seconds(r)
-        out += ["## Time", "", table(
+        out += ["## Time", "", markdown_table(
             ["stage", "recorded by the stage's run", "wall time of this invocation"],
             [[name, seconds(recorded.get(name)), seconds(wall)] for name, wall in r.timings]),
             "", "The recorded time is the stage's own (sampling and checking, or training "

@@ -26,7 +26,6 @@ from omegaconf import DictConfig
 
 from ssd.bootstrap import Comparison, compare, comparison_note
 from ssd.config import ConfigError, stats_options
-from ssd.pipeline.report import table
 from ssd.plotting import pyplot, save_figure
 from ssd.records import write_json_atomic
 from ssd.studies.paper_numbers import TABLE2_COLUMNS, paper_row
@@ -41,6 +40,7 @@ from ssd.studies.results import (
     signed_points,
 )
 from ssd.studies.spec import StageSpec
+from ssd.tables import markdown_table
 from ssd.tracking import log_wandb
 
 KS = (1, 5)
@@ -212,7 +212,7 @@ def benchmark_section(cfg: DictConfig, payload: Mapping[str, Any], benchmark: st
              f"{comparison.problems} in common; grader {ssd.metrics['grader']['name']}; "
              f"n = {ssd.metrics.get('n')}. base: T {base.t:g} (Table 4); +SSD: checkpoint "
              f"{ssd.checkpoint or 'final'} at T {ssd.t:g} (Table 3).", "",
-             table(header, rows), "", comparison_note(comparison), ""]
+             markdown_table(header, rows), "", comparison_note(comparison), ""]
     numbers: dict[str, Any] = {"benchmark": benchmark, "comparison": comparison.to_dict(),
                                "table2": {"header": header, "rows": rows},
                                "base_run": str(base.run_dir), "ssd_run": str(ssd.run_dir),
@@ -225,11 +225,11 @@ def benchmark_section(cfg: DictConfig, payload: Mapping[str, Any], benchmark: st
         figure = plot_figure2(sweep, ssd, found, out / f"figure2_{benchmark}.png",
                               f"{benchmark}: base decode-only sweep vs +SSD")
         lines += ["### Against the best point of the base model's temperature sweep "
-                  "(Section 3.3, Figure 2)", "", table(m_header, m_rows), "",
+                  "(Section 3.3, Figure 2)", "", markdown_table(m_header, m_rows), "",
                   "The best base point is picked on these same problems (in the base model's "
                   "favour); the interval is SSD minus that run, paired per problem.", "",
                   f"![Figure 2]({figure.name})", "", "Base sweep:", "",
-                  table(s_header, s_rows), ""]
+                  markdown_table(s_header, s_rows), ""]
         numbers.update({"margins": found, "sweep": {"header": s_header, "rows": s_rows},
                         "margin_table": {"header": m_header, "rows": m_rows}})
     overall = comparison.scopes[OVERALL]

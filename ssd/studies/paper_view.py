@@ -14,10 +14,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ssd.analysis import COLUMN_ORDER, PAPER_TABLE5
-from ssd.pipeline.report import table
 from ssd.records import write_json_atomic
 from ssd.studies.paper_numbers import PAPER_TABLE2, TABLE2_COLUMNS
 from ssd.studies.results import percent
+from ssd.tables import markdown_table
 
 REPORT_FILE, JSON_FILE = "paper.md", "paper.json"
 BENCHMARKS = ("lcb_v6", "lcb_v5")
@@ -115,10 +115,10 @@ def write(cfg: DictConfig, payload: Mapping[str, Any], out: Path) -> Path:
     for benchmark in BENCHMARKS:
         header, body = table2_view(mains, benchmark, out)
         tables[f"table2/{benchmark}"] = {"header": header, "rows": body}
-        lines += [f"## Table 2: {benchmark}", "", table(header, body), ""]
+        lines += [f"## Table 2: {benchmark}", "", markdown_table(header, body), ""]
     header, body = table5_view(transfers, out)
     tables["table5"] = {"header": header, "rows": body}
-    lines += ["## Table 5: transfer", "", table(header, body), ""]
+    lines += ["## Table 5: transfer", "", markdown_table(header, body), ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text("\n".join(lines))
     write_json_atomic(out / JSON_FILE, {"main": {k: str(v) for k, v in mains.items()},

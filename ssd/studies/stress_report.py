@@ -22,12 +22,13 @@ from omegaconf import DictConfig
 
 from ssd.bootstrap import compare, comparison_note, comparison_table
 from ssd.config import ConfigError, is_number, require, stats_options
-from ssd.pipeline.report import diagnostics_rows, representative_lines, table
+from ssd.pipeline.report import diagnostics_rows, representative_lines
 from ssd.plotting import pyplot, save_figure
 from ssd.records import write_json_atomic
 from ssd.studies.paper_numbers import PAPER_STRESS
 from ssd.studies.results import EvalRun, generate_record, label_values, one_run, percent, runs_of
 from ssd.studies.spec import StageSpec
+from ssd.tables import markdown_table
 from ssd.tracking import log_wandb
 
 REPORT_FILE, JSON_FILE, HEATMAP = "report.md", "stress.json", "heatmap.png"
@@ -117,7 +118,7 @@ def plot_heatmap(cells: Sequence[Mapping[str, Any]], base: float | None, path: P
 
 def diagnostics_lines(found: Mapping[str, Any] | None) -> list[str]:
     """The training samples as the demo's report shows them, and the paper's share beside."""
-    lines = [table(["of the training samples", "%"], diagnostics_rows(found)), ""]
+    lines = [markdown_table(["of the training samples", "%"], diagnostics_rows(found)), ""]
     if found and found.get("code_block") is not None:
         lines += [f"Without an extractable code block: {percent(1 - found['code_block'])}% "
                   f"(the paper: ~{100 * PAPER_STRESS['no_code_block']:.0f}%).", ""]
@@ -155,13 +156,13 @@ def write(cfg: DictConfig, payload: Mapping[str, Any], out: Path) -> Path:
                   f"beat the base model's pass@1 {percent(base_value)}% (Table 4's decoding, "
                   f"T {base.t:g}; the paper: {PAPER_STRESS['above_base']} of "
                   f"{PAPER_STRESS['configurations']} above {PAPER_STRESS['base_pass@1']}%).", "",
-                  f"![heat map]({figure.name})", "", table(h_header, h_rows), "",
+                  f"![heat map]({figure.name})", "", markdown_table(h_header, h_rows), "",
                   f"### The best configuration: step {best['step']}, T_eval {best['t']:g}", "",
                   f"pass@1 {percent(best['pass@1'])}%, pass@5 {percent(best['pass@5'])}% (the "
                   f"paper: {PAPER_STRESS['best_pass@1']}% / {PAPER_STRESS['best_pass@5']}% at "
                   f"step {PAPER_STRESS['best_step']}, T_eval {PAPER_STRESS['best_t_eval']}). "
                   "Per difficulty against the base (Figure 15c):", "",
-                  table(header, body), "", comparison_note(comparison), "",
+                  markdown_table(header, body), "", comparison_note(comparison), "",
                   f"Its ridge (connected configurations within {cfg.study.ridge_pp:g} points): "
                   + ", ".join(f"step {c['step']} T {c['t']:g} ({percent(c['pass@1'])}%)"
                               for c in neighbours), ""]
