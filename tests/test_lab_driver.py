@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from ssd.analysis import lab_paths as paths
 from ssd.analysis import toy
 from ssd.config import ConfigError
 from ssd.evaluation.lab import exact_verdict, load_lab
@@ -74,10 +75,10 @@ def record_for(world: World, rows: dict[tuple[int, tuple[int, ...]], np.ndarray]
     """A metrics.json as evaluate.py writes it for a lab run (only the fields the lab reads)."""
     problems = {}
     for p in range(len(world.prompts)):
-        states = [{"prefix": lab.answer_text(prefix), "raw": row.tolist(),
+        states = [{"prefix": paths.answer_text(prefix), "raw": row.tolist(),
                    "decoded": row.tolist()}
                   for (q, prefix), row in sorted(rows.items()) if q == p]
-        problems[lab.question_id(world, p)] = {"exact": 0.05, "states": states}
+        problems[paths.question_id(world, p)] = {"exact": 0.05, "states": states}
     return {"pass@1": 0.05, "samples": 2000,
             "exact": {"pass@1": 0.05, "vocab": vocab, "end_token": END, "problems": problems}}
 
@@ -87,8 +88,8 @@ def record_for(world: World, rows: dict[tuple[int, tuple[int, ...]], np.ndarray]
 def test_a_learned_model_with_the_teachers_rows_is_the_teacher(name: str, request) -> None:
     world = request.getfixturevalue(name)
     rows, vocab = teacher_rows(world)
-    learned = lab.learned_model("base", world, rows, vocab)
-    teacher = lab.teacher_model(world)
+    learned = paths.learned_model("base", world, rows, vocab)
+    teacher = paths.world_teacher(world)
     assert learned.probs.shape == (len(rows), len(vocab))
     if name == "c4":  # the two paths share the root state only; the last state ends the turn
         assert len(rows) == 1 + 2 * world.depth
@@ -102,7 +103,7 @@ def test_a_learned_model_with_the_teachers_rows_is_the_teacher(name: str, reques
     np.testing.assert_allclose(toy.success_probability(learned, TEMPERATURES),
                                toy.success_probability(toy.teacher_model(), TEMPERATURES),
                                rtol=0, atol=1e-12)
-    optimum = toy.find_optimum(learned, toy.TOP_P_EVAL, lab.T_RANGE)
+    optimum = toy.find_optimum(learned, toy.TOP_P_EVAL, paths.T_RANGE)
     assert optimum.success == pytest.approx(0.083336, abs=5e-7)
     assert optimum.temperature == pytest.approx(0.6395, abs=5e-5)
 
@@ -110,7 +111,7 @@ def test_a_learned_model_with_the_teachers_rows_is_the_teacher(name: str, reques
 def test_a_learned_model_renormalises_and_its_state_names(c4: World) -> None:
     rows, vocab = teacher_rows(c4)
     scaled = {key: 3.0 * row for key, row in rows.items()}  # e.g. float32 rows summing to 1 ± eps
-    learned = lab.learned_model("base", c4, scaled, vocab)
+    learned = paths.learned_model("base", c4, scaled, vocab)
     np.testing.assert_allclose(learned.probs.sum(axis=-1), 1.0, rtol=0, atol=1e-15)
     assert learned.state_names[0] == "p0:-"
     assert "p0:t1 t0 t0 t0 t0" in learned.state_names
@@ -124,8 +125,8 @@ def test_the_end_of_turn_step_counts(c4: World) -> None:
         row = np.zeros(len(vocab))
         row[end], row[vocab.index("t3")] = 0.5, 0.5
         leaky[key] = row
-    learned = lab.learned_model("leaky", c4, leaky, vocab)
-    teacher = lab.teacher_model(c4)
+    learned = paths.learned_model("leaky", c4, leaky, vocab)
+    teacher = paths.world_teacher(c4)
     # At top-p 1 and T 1 the model ends the turn half the time where the teacher always does.
     assert toy.success_probability(learned, 1.0, 1.0) == pytest.approx(
         0.5 * toy.success_probability(teacher, 1.0, 1.0), rel=1e-12)
@@ -135,15 +136,15 @@ def test_rows_from_record_reads_the_exact_block(c4: World, shifted: World) -> No
     for world in (c4, shifted):
         rows, vocab = teacher_rows(world)
         record = json.loads(json.dumps(record_for(world, rows, vocab)))  # through JSON, as on disk
-        parsed, parsed_vocab = lab.rows_from_record(world, record)
+        parsed, parsed_vocab = paths.rows_from_record(world, record)
         assert parsed_vocab == vocab
         assert sorted(parsed) == sorted(rows)
         for key, row in rows.items():
             np.testing.assert_array_equal(parsed[key], row)
         assert (0, ()) in parsed  # the empty prefix ("") is the first state
-        learned = lab.learned_model("base", world, parsed, parsed_vocab)
+        learned = paths.learned_model("base", world, parsed, parsed_vocab)
         np.testing.assert_allclose(toy.success_probability(learned, TEMPERATURES),
-                                   toy.success_probability(lab.teacher_model(world),
+                                   toy.success_probability(paths.world_teacher(world),
                                                            TEMPERATURES), rtol=0, atol=1e-12)
 
 
@@ -151,8 +152,8 @@ def test_fit_errors_of_the_teacher_are_zero_and_see_a_head_error(c4: World,
                                                                 shifted: World) -> None:
     for world in (c4, shifted):
         rows, vocab = teacher_rows(world)
-        model = lab.learned_model("base", world, rows, vocab)
-        errors = lab.fit_errors(world, model, list(rows), vocab)
+        model = paths.learned_model("base", world, rows, vocab)
+        errors = paths.fit_errors(world, model, list(rows), vocab)
         assert errors == pytest.approx({"head": 0.0, "any_token": 0.0, "end_of_turn": 0.0},
                                        abs=1e-15)
     rows, vocab = teacher_rows(c4)
@@ -162,7 +163,7 @@ def test_fit_errors_of_the_teacher_are_zero_and_see_a_head_error(c4: World,
     moved[vocab.index("t9")] += 0.004  # a tail token: off the head
     off = dict(rows)
     off[key] = moved
-    errors = lab.fit_errors(c4, lab.learned_model("base", c4, off, vocab), list(off), vocab)
+    errors = paths.fit_errors(c4, paths.learned_model("base", c4, off, vocab), list(off), vocab)
     assert errors["head"] == pytest.approx(0.004, abs=1e-12)
     assert errors["any_token"] == pytest.approx(0.004, abs=1e-12)
     assert errors["end_of_turn"] == pytest.approx(0.0, abs=1e-15)
@@ -170,34 +171,34 @@ def test_fit_errors_of_the_teacher_are_zero_and_see_a_head_error(c4: World,
     leaky = dict(rows)
     leaky[end_key] = rows[end_key].copy()
     leaky[end_key][vocab.index(END)], leaky[end_key][vocab.index("t0")] = 0.999, 0.001
-    errors = lab.fit_errors(c4, lab.learned_model("base", c4, leaky, vocab), list(leaky), vocab)
+    errors = paths.fit_errors(c4, paths.learned_model("base", c4, leaky, vocab), list(leaky), vocab)
     assert errors["end_of_turn"] == pytest.approx(0.001, abs=1e-12)
     assert errors["head"] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_planned_temperature_sits_inside_the_optimums_piece(c4: World) -> None:
-    teacher = lab.teacher_model(c4)
-    optimum = toy.find_optimum(teacher, toy.TOP_P_EVAL, lab.T_RANGE)
+    teacher = paths.world_teacher(c4)
+    optimum = toy.find_optimum(teacher, toy.TOP_P_EVAL, paths.T_RANGE)
     assert optimum.approach == "from_below"
-    planned = lab.planned_temperature(teacher, toy.TOP_P_EVAL)
-    assert planned == round(optimum.temperature * (1 - lab.BREAKPOINT_MARGIN), 4) == 0.6363
+    planned = paths.planned_temperature(teacher, toy.TOP_P_EVAL)
+    assert planned == round(optimum.temperature * (1 - paths.BREAKPOINT_MARGIN), 4) == 0.6363
     assert toy.success_probability(teacher, planned) == pytest.approx(0.0833, abs=5e-4)
     # The ideal student peaks at 2.094, beyond vLLM's largest T: planned at the range's edge.
     student = toy.ssd_student(teacher)
-    assert toy.find_optimum(student, toy.TOP_P_EVAL, lab.T_RANGE).approach == "range_edge"
-    assert lab.planned_temperature(student, toy.TOP_P_EVAL) == lab.VLLM_MAX_T
+    assert toy.find_optimum(student, toy.TOP_P_EVAL, paths.T_RANGE).approach == "range_edge"
+    assert paths.planned_temperature(student, toy.TOP_P_EVAL) == paths.VLLM_MAX_T
 
 
 # -- statistics ------------------------------------------------------------------------------------
 def test_binomial_se() -> None:
-    assert lab.binomial_se(0.5, 100) == pytest.approx(0.05, rel=1e-15)
-    assert lab.binomial_se(0.1, 900) == pytest.approx(0.01, rel=1e-12)
-    assert lab.binomial_se(0.0, 10) == lab.binomial_se(1.0, 10) == 0.0
+    assert paths.binomial_se(0.5, 100) == pytest.approx(0.05, rel=1e-15)
+    assert paths.binomial_se(0.1, 900) == pytest.approx(0.01, rel=1e-12)
+    assert paths.binomial_se(0.0, 10) == paths.binomial_se(1.0, 10) == 0.0
 
 
 def test_gain_interval_is_the_wald_interval() -> None:
     # The example run's headline: SSD 13.60% vs base 8.90%, 2000 samples each.
-    got = lab.gain_interval(0.136, 2000, 0.089, 2000)
+    got = paths.gain_interval(0.136, 2000, 0.089, 2000)
     se = math.sqrt(0.136 * 0.864 / 2000 + 0.089 * 0.911 / 2000)
     assert got["gain"] == pytest.approx(0.047, abs=1e-15)
     assert got["se"] == pytest.approx(se, rel=1e-14)
@@ -206,11 +207,11 @@ def test_gain_interval_is_the_wald_interval() -> None:
     assert got["high"] == pytest.approx(0.047 + 1.959963984540054 * se, rel=1e-14)
     assert (round(100 * got["low"], 2), round(100 * got["high"], 2)) == (2.75, 6.65)
     # Unequal sizes, a negative gain, and no variance at all.
-    got = lab.gain_interval(0.2, 400, 0.3, 100)
+    got = paths.gain_interval(0.2, 400, 0.3, 100)
     se = math.sqrt(0.2 * 0.8 / 400 + 0.3 * 0.7 / 100)
     assert (got["gain"], got["se"]) == (pytest.approx(-0.1), pytest.approx(se))
     assert got["high"] == pytest.approx(-0.1 + 1.959963984540054 * se)
-    assert lab.gain_interval(0.0, 50, 0.0, 50) == {"gain": 0.0, "se": 0.0, "low": 0.0,
+    assert paths.gain_interval(0.0, 50, 0.0, 50) == {"gain": 0.0, "se": 0.0, "low": 0.0,
                                                    "high": 0.0}
 
 
@@ -222,7 +223,7 @@ def test_world_files_and_load_lab(c4: World, shifted: World, tmp_path: Path) -> 
     assert [p.question_id for p in problems] == ["shifted/p0", "shifted/q1"]
     assert [p.content for p in problems] == ["p0", "q1"]
     assert all(p.kind == "exact" and p.platform == "lab" and not p.tests for p in problems)
-    assert problems[1].answers == tuple(lab.answer_text(path)
+    assert problems[1].answers == tuple(paths.answer_text(path)
                                         for path in shifted.success_paths(1))
     assert problems[1].answers == ("t5 t11 t14 t1 t3", "t5 t11 t15 t1 t3")
     mtime = files.benchmark.stat().st_mtime_ns

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from ssd.analysis import lab_paths as paths
 from ssd.config import ConfigError
 from ssd.pipeline import lab
 from ssd.pipeline.stages import compose_stage
@@ -77,7 +78,7 @@ def test_a_rank_is_reported_beside_full_fine_tuning(tmp_path: Path) -> None:
     assert row["exact"]["p"] == pytest.approx(teacher_best, abs=1e-6)
     assert row["exact_gain"] == pytest.approx(teacher_best - base_exact, abs=1e-6)
     assert row["exact_kept"] == pytest.approx((teacher_best - base_exact) / 0.05, abs=1e-4)
-    interval = lab.gain_interval(0.10, 2000, 0.08, 2000)
+    interval = paths.gain_interval(0.10, 2000, 0.08, 2000)
     assert row["sampled_gain"] == pytest.approx(0.02)
     assert (row["sampled_low"], row["sampled_high"]) == (interval["low"], interval["high"])
     assert row["sampled_kept"] == pytest.approx(0.5)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ssd.analysis import toy
+from ssd.analysis.lab_paths import world_teacher
 from ssd.config import ConfigError
 from ssd.decoding import decode_probs
 from ssd.lab.base import END, SPECIAL_TOKENS, vocabulary
@@ -27,7 +28,7 @@ from ssd.lab.world import (
     path_success,
     world_states,
 )
-from ssd.pipeline.lab import check_lab, teacher_model
+from ssd.pipeline.lab import check_lab
 from ssd.pipeline.stages import compose_stage
 from tests.conftest import cli_error
 
@@ -219,7 +220,7 @@ def test_path_success_sums_products() -> None:
 
 
 def test_c4_teacher_model_reproduces_the_toy_exactly(c4: World) -> None:
-    teacher = teacher_model(c4)
+    teacher = world_teacher(c4)
     assert teacher.scale == 1.0
     assert teacher.state_names == ("p0@0", "p0@1", "p0@2", "p0@3", "p0@4")
     paper = toy.teacher_model()
@@ -245,9 +246,9 @@ def test_a_shifted_or_reordered_world_has_the_same_curves(c4: World, c4_spec: di
         {"text": "a", "layout": C4_LAYOUT, "shift": 2},
         {"text": "b", "layout": ["lock", "root", "lock", "fork", "lock"], "shift": [1, 2, 3, 4, 5]},
     ]))
-    base = teacher_model(c4)
+    base = world_teacher(c4)
     for world in (shifted, reordered):
-        model = teacher_model(world)
+        model = world_teacher(world)
         assert model.scale == 0.5
         assert len(model.paths) == 4 and model.probs.shape == (10, 16)
         for t in TEMPERATURES:

@@ -12,7 +12,9 @@ Public entry for the drivers: the T_eff fits the grid report draws (``ResultReco
 ``TeffPanel``, ``fit_groups``, ``plot_teff``, ``plot_teff_panels``, ``summary_rows``) and the
 exact path-product models the lab compares its learned models with (``ToyModel``,
 ``find_optimum``, ``ssd_student``, ``success_curve``, ``success_probability``); Table 5 for the
-transfer study (``transfer_report``, ``COLUMN_ORDER``, ``PAPER_TABLE5``, ``INDEX``).
+transfer study (``transfer_report``, ``COLUMN_ORDER``, ``PAPER_TABLE5``, ``INDEX``); the lab's
+path-product mathematics (``lab_paths``: ``world_teacher``, ``learned_model``,
+``planned_temperature``, ``gain_interval``, ``fit_errors``, ``sharpening``, ...).
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+from ssd.analysis.lab_paths import (  # noqa: E402
+    BREAKPOINT_MARGIN,
+    PAPER_T_RANGE,
+    T_RANGE,
+    VLLM_MAX_T,
+    answer_text,
+    binomial_se,
+    fit_errors,
+    gain_interval,
+    learned_model,
+    optimum_record,
+    planned_temperature,
+    question_id,
+    rows_from_record,
+    sharpening,
+    world_teacher,
+)
 from ssd.analysis.toy import (  # noqa: E402  (toy uses single_thread, defined above)
     Optimum,
     ToyModel,
@@ -63,21 +82,36 @@ from ssd.analysis.transfer import (  # noqa: E402
 )
 
 __all__ = [
+    "BREAKPOINT_MARGIN",
     "COLUMN_ORDER",
     "INDEX",
     "PAPER_TABLE5",
+    "PAPER_T_RANGE",
+    "T_RANGE",
+    "VLLM_MAX_T",
     "Optimum",
     "ResultRecord",
     "TeffPanel",
     "ToyModel",
+    "answer_text",
+    "binomial_se",
     "find_optimum",
+    "fit_errors",
     "fit_groups",
+    "gain_interval",
+    "learned_model",
+    "optimum_record",
+    "planned_temperature",
     "plot_teff",
     "plot_teff_panels",
+    "question_id",
+    "rows_from_record",
+    "sharpening",
     "single_thread",
     "ssd_student",
     "success_curve",
     "success_probability",
     "summary_rows",
     "transfer_report",
+    "world_teacher",
 ]

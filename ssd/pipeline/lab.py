@@ -26,7 +26,6 @@ changed value recomputes only what it changes (an ablation reuses the base and i
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +34,31 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ssd.analysis import ToyModel, find_optimum, ssd_student, success_curve
+from ssd.analysis import (
+    PAPER_T_RANGE,
+    T_RANGE,
+    VLLM_MAX_T,
+    ToyModel,
+    answer_text,
+    binomial_se,
+    fit_errors,
+    gain_interval,
+    learned_model,
+    optimum_record,
+    planned_temperature,
+    question_id,
+    rows_from_record,
+    sharpening,
+    ssd_student,
+    success_curve,
+    world_teacher,
+)
 from ssd.config import ConfigError, is_int, is_number, require
 from ssd.identity import stage_identity
 from ssd.lab.base import (
-    END,
     FitSettings,
     fitted_base,
     success_state_rows,
-    world_token,
 )
 from ssd.lab.world import World, WorldError, build_world
 from ssd.pipeline.stages import (
@@ -62,15 +77,6 @@ from ssd.records import write_json_atomic
 from ssd.tables import markdown_table
 
 LAB_FORMAT = 1
-# vLLM refuses temperatures above 2: the learned models' optima are sought, and the lab samples,
-# within (0.1, 2]. The paper's toy is also solved on (0.1, 4] (its student peaks at T 2.094).
-VLLM_MAX_T = 2.0
-T_RANGE = (0.1, VLLM_MAX_T)
-PAPER_T_RANGE = (0.1, 4.0)
-# The sampled "best" point sits this far (relative) inside the piece its optimum ends: optima lie
-# on nucleus breakpoints, where float32 and float64 may keep different nuclei.
-BREAKPOINT_MARGIN = 0.005
-Z95 = 1.959963984540054
 REPORT_FILE = "report.md"
 RESULT_FILE = "lab.json"
 FIGURE_FILE = "lab_curves.png"
@@ -143,14 +149,6 @@ class LabFiles:
     benchmark: Path
 
 
-def question_id(world: World, prompt: int) -> str:
-    return f"{world.name}/{world.prompts[prompt].text}"
-
-
-def answer_text(path: Sequence[int]) -> str:
-    return " ".join(world_token(t) for t in path)
-
-
 def write_world_files(world: World, root: Path) -> LabFiles:
     """The prompt pool and the benchmark of the world (their content is the world's)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -217,92 +215,6 @@ def evaluate_overrides(world: World, files: LabFiles, model_dir: Path, name: str
             f"truncation.top_k={evaluation['top_k']}",
             f"truncation.top_p={override_value(float(evaluation['top_p']))}",
             "truncation.min_p=0.0"]
-
-
-# -- models as path products (pure) -------------------------------------------------------------
-def teacher_model(world: World) -> ToyModel:
-    """The world's teacher: one row per (prompt, position), its success paths over them."""
-    rows, paths, names = [], [], []
-    for p in range(len(world.prompts)):
-        offset = len(rows)
-        rows += [world.teacher_row(p, d) for d in range(world.depth)]
-        names += [f"{world.prompts[p].text}@{d}" for d in range(world.depth)]
-        paths += [tuple((offset + d, t) for d, t in enumerate(path))
-                  for path in world.success_paths(p)]
-    return ToyModel("teacher", np.stack(rows), tuple(paths), tuple(names),
-                    1.0 / len(world.prompts))
-
-
-def learned_model(name: str, world: World, rows: Mapping[tuple[int, tuple[int, ...]], Any],
-                  vocab: Sequence[str]) -> ToyModel:
-    """A learned model's rows at the success-path states, its paths ending in end-of-turn."""
-    keys = sorted(rows)
-    index = {key: i for i, key in enumerate(keys)}
-    token = {t: vocab.index(world_token(t)) for t in range(world.vocab_size)}
-    end = vocab.index(END)
-    paths = []
-    for p in range(len(world.prompts)):
-        for path in world.success_paths(p):
-            steps = [(index[(p, path[:d])], token[t]) for d, t in enumerate(path)]
-            paths.append((*steps, (index[(p, path)], end)))
-    probs = np.stack([np.asarray(rows[k], dtype=np.float64) for k in keys])
-    probs = probs / probs.sum(axis=-1, keepdims=True)
-    names = tuple(f"{world.prompts[p].text}:{answer_text(prefix) or '-'}" for p, prefix in keys)
-    return ToyModel(name, probs, tuple(paths), names, 1.0 / len(world.prompts))
-
-
-def rows_from_record(world: World, record: Mapping[str, Any]
-                     ) -> tuple[dict[tuple[int, tuple[int, ...]], list[float]], list[str]]:
-    """The raw rows evaluate.py read off vLLM (its metrics' ``exact`` block), keyed as above."""
-    exact = record["exact"]
-    rows = {}
-    for p in range(len(world.prompts)):
-        for state in exact["problems"][question_id(world, p)]["states"]:
-            prefix = tuple(int(w[1:]) for w in state["prefix"].split())
-            rows[(p, prefix)] = state["raw"]
-    return rows, exact["vocab"]
-
-
-def planned_temperature(model: ToyModel, top_p: float) -> float:
-    """Where to sample a model's best: its exact optimum, moved inside its own piece."""
-    optimum = find_optimum(model, top_p, T_RANGE)
-    if optimum.approach == "from_below":
-        return round(optimum.temperature * (1 - BREAKPOINT_MARGIN), 4)
-    if optimum.approach == "from_above":
-        return round(optimum.temperature * (1 + BREAKPOINT_MARGIN), 4)
-    return round(optimum.temperature, 4)
-
-
-# -- statistics (pure) --------------------------------------------------------------------------
-def binomial_se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n)
-
-
-def gain_interval(p_ssd: float, n_ssd: int, p_base: float, n_base: int) -> dict[str, float]:
-    """SSD minus base from two independent sample sets: estimate, SE, 95% Wald interval."""
-    se = math.sqrt(binomial_se(p_ssd, n_ssd) ** 2 + binomial_se(p_base, n_base) ** 2)
-    gain = p_ssd - p_base
-    return {"gain": gain, "se": se, "low": gain - Z95 * se, "high": gain + Z95 * se}
-
-
-def fit_errors(world: World, base: ToyModel, rows_keys: Sequence[tuple[int, tuple[int, ...]]],
-               vocab: Sequence[str]) -> dict[str, float]:
-    """How far the fitted base is from the teacher at the success-path states: the largest
-    difference on each state's four most likely world tokens, on any world token, and the
-    end-of-turn mass where the teacher ends (1 - q(end))."""
-    token_ids = [vocab.index(world_token(t)) for t in range(world.vocab_size)]
-    end = vocab.index(END)
-    head = whole = eot = 0.0
-    for i, (p, prefix) in enumerate(sorted(rows_keys)):
-        row = base.probs[i]
-        if len(prefix) == world.depth:
-            eot = max(eot, 1.0 - row[end])
-            continue
-        teacher = world.teacher_row(p, len(prefix))
-        diff = np.abs(row[token_ids] - teacher)
-        head = max(head, float(diff[np.argsort(-teacher)[:4]].max()))
-        whole = max(whole, float(diff.max()))
-    return {"head": head, "any_token": whole, "end_of_turn": eot}
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -465,53 +377,10 @@ def run_lab(cfg: DictConfig) -> Path:
 
 
 # -- the summary (pure) -------------------------------------------------------------------------
-def _optimum(model: ToyModel, top_p: float, t_range: tuple[float, float] = T_RANGE
-             ) -> dict[str, Any]:
-    optimum = find_optimum(model, top_p, t_range)
-    return {"t": optimum.temperature, "p": optimum.success, "approach": optimum.approach}
-
-
 def _sampled_at(result: Evaluated, t: float) -> dict[str, float]:
     point = result.points[t]
     return {"t": t, "p": point["sampled"], "se": binomial_se(point["sampled"], point["samples"]),
             "n": point["samples"], "exact": point["exact"]}
-
-
-def sharpening(world: World, lab: Mapping[str, Any], base: ToyModel, ssd: ToyModel,
-               keys: Sequence[tuple[int, tuple[int, ...]]], vocab: Sequence[str]
-               ) -> list[dict[str, Any]]:
-    """Per prompt and position along the first success path: what SSD did to the raw
-    distribution there (mass on the success tokens, mass on the tokens the training decoding
-    cuts, entropy), so lock and fork positions can be told apart."""
-    import torch
-
-    from ssd.decoding import decode_probs
-
-    ssd_values = lab["ssd"]
-    token_ids = np.array([vocab.index(world_token(t)) for t in range(world.vocab_size)])
-    index = {key: i for i, key in enumerate(sorted(keys))}
-    rows = []
-    for p, prompt in enumerate(world.prompts):
-        path = world.success_paths(p)[0]
-        for d, position in enumerate(prompt.positions):
-            teacher = world.teacher_row(p, d)
-            kept = decode_probs(torch.from_numpy(teacher), float(ssd_values["t_train"]),
-                                top_k=int(ssd_values["top_k"]),
-                                top_p=float(ssd_values["top_p"])).support.numpy()
-            success = [world.token(r, position)
-                       for r in world.archetypes[position.archetype].success]
-            entry: dict[str, Any] = {"prompt": prompt.text, "position": d,
-                                     "archetype": position.archetype,
-                                     "teacher_success": float(teacher[success].sum()),
-                                     "teacher_cut": float(teacher[~kept].sum())}
-            for label, model in (("base", base), ("ssd", ssd)):
-                row = model.probs[index[(p, path[:d])]][token_ids]
-                nonzero = row[row > 0]
-                entry[f"{label}_success"] = float(row[success].sum())
-                entry[f"{label}_cut"] = float(row[~kept].sum())
-                entry[f"{label}_entropy"] = float(-(nonzero * np.log(nonzero)).sum())
-            rows.append(entry)
-    return rows
 
 
 @dataclass(frozen=True)
@@ -527,7 +396,7 @@ class LabModels:
 def lab_models(world: World, lab: Mapping[str, Any], base: Evaluated, ssd: Evaluated
                ) -> LabModels:
     s = lab["ssd"]
-    teacher = teacher_model(world)
+    teacher = world_teacher(world)
     return LabModels(
         teacher, ssd_student(teacher, float(s["t_train"]), float(s["top_p"]), int(s["top_k"])),
         learned_model("base", world, base.rows, base.vocab),
@@ -540,10 +409,11 @@ def summarise(world: World, lab: Mapping[str, Any], models: LabModels, base: Eva
     top_p = float(lab["eval"]["top_p"])
     teacher, student = models.teacher, models.student
     base_model, ssd_learned = models.base, models.ssd
-    analytic = {"teacher": _optimum(teacher, top_p), "student": _optimum(student, top_p),
-                "paper_teacher": _optimum(teacher, top_p, PAPER_T_RANGE),
-                "paper_student": _optimum(student, top_p, PAPER_T_RANGE)}
-    exact = {"base": _optimum(base_model, top_p), "ssd": _optimum(ssd_learned, top_p)}
+    analytic = {"teacher": optimum_record(teacher, top_p),
+                "student": optimum_record(student, top_p),
+                "paper_teacher": optimum_record(teacher, top_p, PAPER_T_RANGE),
+                "paper_student": optimum_record(student, top_p, PAPER_T_RANGE)}
+    exact = {"base": optimum_record(base_model, top_p), "ssd": optimum_record(ssd_learned, top_p)}
     sampled = {"base": _sampled_at(base, best["base"]), "ssd": _sampled_at(ssd, best["ssd"])}
     gain = gain_interval(sampled["ssd"]["p"], sampled["ssd"]["n"], sampled["base"]["p"],
                          sampled["base"]["n"])
@@ -562,8 +432,8 @@ def summarise(world: World, lab: Mapping[str, Any], models: LabModels, base: Eva
         measured = gain_interval(at["p"], at["n"], sampled["base"]["p"], sampled["base"]["n"])
         ablation_rows.append({
             "name": name, "ssd": values,
-            "analytic_gain": _optimum(variant, top_p)["p"] - analytic["teacher"]["p"],
-            "exact_gain": _optimum(learned, top_p)["p"] - exact["base"]["p"],
+            "analytic_gain": optimum_record(variant, top_p)["p"] - analytic["teacher"]["p"],
+            "exact_gain": optimum_record(learned, top_p)["p"] - exact["base"]["p"],
             "sampled": at, **{f"sampled_{k}": v for k, v in measured.items()}})
     return {
         "world": world.name, "world_digest": world.digest(),
@@ -606,7 +476,7 @@ def lora_rows(world: World, top_p: float, summary: Mapping[str, Any],
     base_at = summary["sampled"]["base"]
     rows = []
     for run in adapters:
-        exact = _optimum(run.model(world), top_p)
+        exact = optimum_record(run.model(world), top_p)
         at = _sampled_at(run.result, run.t_best)
         measured = gain_interval(at["p"], at["n"], base_at["p"], base_at["n"])
         exact_gain = exact["p"] - base_exact["p"]
