@@ -182,7 +182,10 @@ def plot_figure2(sweep: Sequence[EvalRun], ssd: EvalRun, found: Sequence[Mapping
                    hatch=None if scope == OVERALL else "//")
         sign = "+" if level >= best else ""
         ax.set_title(f"pass@{k} {scope}: {sign}{level - best:.1f} pp", fontsize=9)
+        top = max([level, *(100 * v for _, v in points)])
+        ax.set_ylim(0, max(5.0, 1.15 * top))   # an all-zero panel still reads as percent
         ax.set_xlabel("base T_eval")
+        ax.set_ylabel(f"pass@{k} (%)")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
