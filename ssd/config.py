@@ -10,6 +10,7 @@ Each group has one check function; entry scripts call the ones for the groups th
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if not OmegaConf.has_resolver("ssd.root"):
     # ${ssd.root:} in configs: the repository root, so shipped data resolves from any cwd.
     OmegaConf.register_new_resolver("ssd.root", lambda: str(REPO_ROOT))
+# Sizes a preset derives from other keys (the demo's scale): integer arithmetic in the config,
+# so the derived values are declared beside what they derive from.
+_SIZE_RESOLVERS = {
+    "ssd.scaled": lambda base, scale: max(1, round(base * scale)),   # base x scale, at least 1
+    "ssd.ceil_mul": lambda share, n: math.ceil(share * n),           # ceil(share x n)
+    "ssd.ceil_div": lambda n, d: max(1, math.ceil(n / d)),           # ceil(n / d), at least 1
+}
+for _name, _resolver in _SIZE_RESOLVERS.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 class ConfigError(ValueError):

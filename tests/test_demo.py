@@ -20,13 +20,11 @@ from ssd.bootstrap import compare, problem_results
 from ssd.config import ConfigError
 from ssd.evaluation.problem_sets import PROBLEM_SETS, set_record
 from ssd.pipeline.demo import (
+    chain,
     check_demo,
     estimate_seconds,
-    evaluate_overrides,
-    generate_overrides,
     log_report,
     sizes,
-    train_overrides,
 )
 from ssd.pipeline.report import (
     DemoRecords,
@@ -43,11 +41,8 @@ from ssd.pipeline.stages import (
     StageFailed,
     compose_stage,
     computations,
-    evaluate_stage,
-    generate_stages,
     model_overrides,
     override_value,
-    train_stage,
 )
 from tests.conftest import REPO, cli_error, compose
 from tests.test_launcher import offline_run, wandb_records
@@ -282,28 +277,52 @@ def test_fence_clip_and_example_choice() -> None:
 
 
 # -- the stages the demo runs (pure, plus Hydra composition) --------------------------------------
-def test_stage_overrides_follow_the_scale_and_compose_to_the_recipe() -> None:
+# The configs each stage composed to with the demo's own override builders, recorded before the
+# demo's chain became a declared study (conf/study/demo.yaml): the same configs, the same stage
+# identities, the same numbers.
+RECORDED = json.loads((REPO / "tests" / "fixtures" / "demo_stage_configs.json").read_text())
+FED = {"train": ["data.samples=runs/x/train.jsonl"], "ssd": ["model.path=runs/t/hf/final"]}
+
+
+def composed_chain(cfg) -> dict[str, dict]:
+    """Every declared stage of the demo composed, fed fixed paths (with REPO as ``<repo>``)."""
+    runner = chain(cfg)
+    found = {}
+    for spec in runner.specs:
+        fed = FED["train"] if spec.script == "train" else FED["ssd"] if spec.model else []
+        composed = compose_stage(spec.script, runner.overrides(spec, fed))
+        found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
+            composed, resolve=True)).replace(str(REPO), "<repo>"))
+    return found
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED))
+def test_the_declared_chain_composes_each_stage_as_the_demo_did_before(case: str) -> None:
+    recorded = RECORDED[case]
+    found = composed_chain(compose("demo", recorded["overrides"]))
+    assert sorted(found) == sorted(recorded["stages"])  # the same stages (order: the e2e test)
+    for name, config in found.items():
+        assert config == recorded["stages"][name], name
+
+
+def test_stage_sizes_follow_the_scale_and_compose_to_the_recipe() -> None:
     cfg = compose("demo", ["demo.scale=2"])
     s = sizes(cfg)
     assert (s.prompts, s.steps, s.problems, s.warmup_steps, s.save_every_n_steps) == (48, 16, 8, 2,
                                                                                       8)
-    gen = compose_stage("generate", generate_overrides(cfg))
-    assert gen.model.path == "builtin:smollm2-135m" and gen.data.limit == 48
-    assert (gen.decoding.T, gen.truncation.top_k, gen.truncation.top_p) == (1.6, 20, 0.8)
-
-    train = compose_stage("train", train_overrides(cfg, "runs/generate/x/train.jsonl"))
-    assert train.trainer.max_steps == 16 and train.trainer.global_batch_size == 4
-    assert train.data.samples == "runs/generate/x/train.jsonl"
-    assert train.logger.wandb.mode == "offline"  # every stage logs to W&B offline by default
-
-    base = compose_stage("evaluate", evaluate_overrides(cfg, "humaneval", None))
-    ssd = compose_stage("evaluate", evaluate_overrides(cfg, "humaneval", "runs/t/hf/final"))
-    assert (base.decoding.T, ssd.decoding.T) == (base.recipe.baseline.T,
-                                                 ssd.recipe.evaluation.T)
-    assert base.model.path == "builtin:smollm2-135m" and ssd.model.path == "runs/t/hf/final"
+    found = composed_chain(cfg)
+    gen, train = found["generate"], found["train"]
+    assert gen["model"]["path"] == "builtin:smollm2-135m" and gen["data"]["limit"] == 48
+    assert (gen["decoding"]["T"], gen["truncation"]["top_k"], gen["truncation"]["top_p"]) == (
+        1.6, 20, 0.8)
+    assert train["trainer"]["max_steps"] == 16 and train["trainer"]["global_batch_size"] == 4
+    assert train["logger"]["wandb"]["mode"] == "offline"  # W&B offline by default
+    base, ssd = found["evaluate base humaneval"], found["evaluate ssd humaneval"]
+    assert (base["decoding"]["T"], ssd["decoding"]["T"]) == (base["recipe"]["baseline"]["T"],
+                                                             ssd["recipe"]["evaluation"]["T"])
+    assert ssd["model"]["path"] == "runs/t/hf/final"
     for e in (base, ssd):
-        assert (e.eval.name, e.eval.limit, e.eval.n, e.decoding.n) == ("humaneval", 8, 5, 5)
-        assert e.decoding.max_tokens == 384
+        assert (e["eval"]["name"], e["eval"]["limit"], e["eval"]["n"]) == ("humaneval", 8, 5)
 
 
 def test_the_default_demo_fits_in_twenty_minutes_at_the_measured_rates() -> None:
@@ -320,9 +339,12 @@ def test_model_keys_changed_on_the_demo_command_line_reach_every_stage() -> None
                            {"name": "tiny", "path": "builtin:tiny", "dtype": "float32"}) == [
         "model=tiny", "model.path=Org/m", "model.dtype=bfloat16"]
     cfg = compose("demo", ["model=tiny", "model.dtype=bfloat16"])
-    assert compose_stage("generate", generate_overrides(cfg)).model.dtype == "bfloat16"
+    assert all(c["model"]["dtype"] == "bfloat16" for c in composed_chain(cfg).values())
     assert override_value("a b'c") == "'a b\\'c'" and override_value(None) == "null"
-    assert compose_stage("train", train_overrides(cfg, "runs/x y/train.jsonl")).data.samples == \
+    runner = chain(cfg)
+    train = next(spec for spec in runner.specs if spec.script == "train")
+    fed = [f"data.samples={override_value('runs/x y/train.jsonl')}"]
+    assert compose_stage("train", runner.overrides(train, fed)).data.samples == \
         "runs/x y/train.jsonl"
 
 
@@ -396,17 +418,19 @@ def stage_dirs(workspace: Path, extra: list[str] = ()) -> dict[str, Path]:
     """Where the driver will find each stage's outputs (relative run dirs, in ``workspace``):
     generation's and the base evaluation's at once, training's once its training set exists."""
     cfg = compose("demo", [*TINY, *extra])
-    generated, train_set = generate_stages(generate_overrides(cfg))
-    base = Path(evaluate_stage("base", evaluate_overrides(cfg, "lcb_sample", None)).run_dir)
-    dirs = {"generate": workspace / generated.run_dir, "filter": workspace / train_set.parent,
-            "base": workspace / base}
-    if (workspace / train_set).is_file():
-        cwd = Path.cwd()
-        os.chdir(workspace)  # the training set's path is relative to the workspace
-        try:
-            dirs["train"] = Path(train_stage(train_overrides(cfg, str(train_set))).run_dir)
-        finally:
-            os.chdir(cwd)
+    cwd = Path.cwd()
+    os.chdir(workspace)  # the training set's path is relative to the workspace
+    try:
+        runner = chain(cfg)
+        steps = {step.spec.name: step for step in runner.plan()}
+    finally:
+        os.chdir(cwd)
+    train_set = runner.generated["generate"][1]
+    dirs = {"generate": workspace / steps["generate"].runs[0].run_dir,
+            "filter": workspace / train_set.parent,
+            "base": workspace / steps["evaluate base lcb_sample"].runs[0].run_dir}
+    if steps["train"].runs:  # planned once its training set exists
+        dirs["train"] = Path(steps["train"].runs[0].run_dir)
     return dirs
 
 

@@ -14,8 +14,8 @@ the subprocess gets, so it never parses their output.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,20 +36,14 @@ from ssd.pipeline.report import (
 )
 from ssd.pipeline.stages import (
     CONF_DIR,
-    LockSettings,
     StageRun,
     check_model_preset,
-    check_train,
+    checkpoint_selection,
     driver_model_overrides,
-    ensure,
-    evaluate_stage,
-    filter_stage,
-    generate_stages,
-    override_value,
     presets,
     string_list,
-    train_stage,
 )
+from ssd.studies import StudyRunner, read_stages
 
 # What decides the demo's outputs (its directory name); not demo.estimate, which only informs.
 IDENTITY_KEYS = ["model", "lab", "demo.part", "demo.scale", "demo.generate", "demo.train",
@@ -111,63 +105,21 @@ def check_demo(cfg: DictConfig) -> None:
         check_lab(lab_config(cfg))
 
 
-def scaled(base: int, scale: float) -> int:
-    """``base`` times ``scale``, rounded, at least 1."""
-    return max(1, round(base * scale))
-
-
 def sizes(cfg: DictConfig) -> Sizes:
-    d = cfg.demo
-    steps = scaled(d.train.steps, d.scale)
-    return Sizes(
-        prompts=scaled(d.generate.prompts, d.scale),
-        steps=steps,
-        problems=scaled(d.evaluate.problems, d.scale),
-        warmup_steps=math.ceil(d.train.warmup_fraction * steps),
-        # the last checkpoint lands on the last step: nothing is saved twice
-        save_every_n_steps=max(1, math.ceil(steps / d.train.checkpoints)),
-    )
+    """``demo.sizes``: what ``demo.scale`` makes of the sizes (conf/demo.yaml derives them)."""
+    z = cfg.demo.sizes
+    return Sizes(prompts=int(z.prompts), steps=int(z.steps), problems=int(z.problems),
+                 warmup_steps=int(z.warmup_steps), save_every_n_steps=int(z.save_every_n_steps))
 
 
-# -- the stages' overrides (pure) -----------------------------------------------------------------
-def _engine(cfg: DictConfig) -> list[str]:
-    e = cfg.demo.engine
-    length = "null" if e.max_model_len is None else str(e.max_model_len)
-    eager = str(e.enforce_eager).lower()
-    return [f"engine.max_model_len={length}", f"engine.enforce_eager={eager}"]
-
-
-def generate_overrides(cfg: DictConfig) -> list[str]:
-    """generate.py at the recipe's generation decoding (T_train, top-k, top-p), N = 1."""
-    g = cfg.demo.generate
-    return [*driver_model_overrides(cfg), f"data={g.data}", f"data.limit={sizes(cfg).prompts}",
-            f"logger={cfg.demo.logger}",
-            f"decoding.max_tokens={g.max_tokens}", *_engine(cfg), *cfg.demo.extra.generate]
-
-
-def train_overrides(cfg: DictConfig, samples: str) -> list[str]:
-    """train.py on ``samples`` (generate's train.jsonl) with the demo's short schedule."""
-    t, s = cfg.demo.train, sizes(cfg)
-    return [*driver_model_overrides(cfg), f"data.samples={override_value(samples)}",
-            f"trainer.max_steps={s.steps}",
-            f"trainer.global_batch_size={t.global_batch_size}",
-            f"trainer.max_seq_len={t.max_seq_len}",
-            f"trainer.save_every_n_steps={s.save_every_n_steps}",
-            f"trainer.activation_checkpointing={str(t.activation_checkpointing).lower()}",
-            f"optimizer.warmup_steps={s.warmup_steps}", f"logger={cfg.demo.logger}",
-            *cfg.demo.extra.train]
-
-
-def evaluate_overrides(cfg: DictConfig, benchmark: str, ssd_model: str | None) -> list[str]:
-    """evaluate.py on ``benchmark``: the base model at the recipe's baseline decoding
-    (``ssd_model`` None), or the SSD export at the default (T_eval) decoding."""
-    e = cfg.demo.evaluate
-    who = ["decoding=baseline", "truncation=baseline"] if ssd_model is None else [
-        f"model.path={override_value(ssd_model)}"]
-    return [*driver_model_overrides(cfg), *who, f"eval={benchmark}",
-            f"eval.limit={sizes(cfg).problems}", f"eval.n={e.n}",
-            f"decoding.max_tokens={e.max_tokens}", *_engine(cfg), f"logger={cfg.demo.logger}",
-            *cfg.demo.extra.evaluate]
+# -- the chain: conf/study/demo.yaml through the study runner -----------------------------------
+def chain(cfg: DictConfig, job: str = "demo", label: Callable[[StageRun], str] | None = None,
+          on_stage: Callable[[StageRun], None] | None = None) -> StudyRunner:
+    """The demo's declared stages (``study.stages``: their overrides read the demo's keys), each
+    given the demo's model first."""
+    stages = OmegaConf.to_container(cfg.study.stages, resolve=True)
+    return StudyRunner(cfg, read_stages(stages, checkpoint_selection), job, driver="demo",
+                       wiring=driver_model_overrides(cfg), label=label, on_stage=on_stage)
 
 
 def estimate_seconds(cfg: DictConfig) -> dict[str, float]:
@@ -285,37 +237,22 @@ def run_demo(cfg: DictConfig) -> Path:
     # Every config is checked (benchmark files present, training values) before anything runs,
     # so bad input fails now, not in minutes. A stage whose inputs are another stage's outputs is
     # planned once they exist: its identity is their content.
-    gen_overrides = generate_overrides(cfg)
-    generated, train_set = generate_stages(gen_overrides)
-    tr_overrides = train_overrides(cfg, str(train_set))
-    check_train(tr_overrides)
-    base_evals = [evaluate_stage(f"evaluate base {b}", evaluate_overrides(cfg, b, None),
-                                 role="base", benchmark=b) for b in benchmarks]
+    stages: list[StageRun] = []
+
+    def done(stage: StageRun) -> None:
+        stages.append(stage)
+        _write_state(out, cfg, stages, estimate, started)
+
+    runner = chain(cfg, job=f"demo {out}", label=lambda _: f"[{len(stages) + 1}/{total}]",
+                   on_stage=done)
+    runner.plan()
     lead = ""
     if cfg.demo.part == "all":  # the chain's values are checked above, before the lab's minutes
         print("demo: part 1, the SSD lab (a world with a known answer; lab.py)", flush=True)
         lead = lab_headline(run_lab(lab_config(cfg)))
         print("demo: part 2, the real-model chain", flush=True)
-    stages: list[StageRun] = []
     out.mkdir(parents=True, exist_ok=True)
-    job = f"demo {out}"
-
-    def run(stage: StageRun) -> StageRun:
-        stages.append(stage)
-        ensure(stage, f"[{len(stages)}/{total}]", "demo", LockSettings(), job)
-        _write_state(out, cfg, stages, estimate, started)
-        return stage
-
-    run(generated)
-    run(filter_stage(gen_overrides))
-    trained = run(train_stage(tr_overrides))
-    ssd_model = str(trained.plan.run_dir / "hf" / "final")
-    for stage in base_evals:
-        run(stage)
-    for benchmark in benchmarks:  # planned now that the export exists (its weights' identity)
-        run(evaluate_stage(f"evaluate ssd {benchmark}",
-                           evaluate_overrides(cfg, benchmark, ssd_model), role="ssd",
-                           benchmark=benchmark))
+    runner.run()
 
     records = load_records(stages, out, model=str(cfg.model.name), scale=float(cfg.demo.scale))
     records.stats = stats_options(cfg)

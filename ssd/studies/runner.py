@@ -17,6 +17,7 @@ name, role, labels, checkpoint, run directories, computed or reused) and the stu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,23 +181,38 @@ def estimate(script: str, c: DictConfig, copies: int) -> str:
 
 # -- planning and running -----------------------------------------------------------------------
 class StudyRunner:
-    """Plans every declared stage (``plan``), then makes them complete in order (``run``)."""
+    """Plans every declared stage (``plan``), then makes them complete in order (``run``).
 
-    def __init__(self, cfg: DictConfig, specs: list[StageSpec], job: str) -> None:
-        self.cfg, self.specs, self.job = cfg, specs, job
-        self.lock = LockSettings(float(cfg.lock.stale_after_s), float(cfg.lock.heartbeat_s),
-                                 float(cfg.lock.poll_s))
-        self.wiring = [*driver_model_overrides(cfg), *forwarded_choices(cfg)]
-        self.label = f"[{cfg.study.name}]"
+    A driver that runs a study inside its own command (demo.py) names itself (``driver``), gives
+    the overrides every stage starts with (``wiring``; default: the model, the experiment and
+    the logger of ``cfg``), the console label of each stage run (``label``) and what to do
+    after each (``on_stage``: its state file)."""
+
+    def __init__(self, cfg: DictConfig, specs: list[StageSpec], job: str, *,
+                 driver: str = "study", wiring: list[str] | None = None,
+                 label: Callable[[StageRun], str] | None = None,
+                 on_stage: Callable[[StageRun], None] | None = None) -> None:
+        self.cfg, self.specs, self.job, self.driver = cfg, specs, job, driver
+        lock = cfg.get("lock")
+        self.lock = LockSettings() if lock is None else LockSettings(
+            float(lock.stale_after_s), float(lock.heartbeat_s), float(lock.poll_s))
+        self.wiring = ([*driver_model_overrides(cfg), *forwarded_choices(cfg)]
+                       if wiring is None else wiring)
+        self.scale = cfg.get("scale")
+        self.label = label or (lambda run: f"[{cfg.study.name}]")
+        self.on_stage = on_stage or (lambda run: None)
         self.generated: dict[str, tuple[list[str], Path]] = {}   # name -> overrides, train set
         self.trained: dict[str, StageRun] = {}                   # name -> train stage run
 
     def overrides(self, spec: StageSpec, fed: list[str]) -> list[str]:
         """Wiring, what feeds the stage, the study's overrides, the scale's for its script."""
-        return [*self.wiring, *fed, *spec.overrides, *self.cfg.scale[spec.script]]
+        scale = [] if self.scale is None else list(self.scale[spec.script])
+        return [*self.wiring, *fed, *spec.overrides, *scale]
 
     def _ensure(self, run: StageRun) -> StageRun:
-        return ensure(run, self.label, "study", self.lock, self.job)
+        ensure(run, self.label(run), self.driver, self.lock, self.job)
+        self.on_stage(run)
+        return run
 
     def step(self, spec: StageSpec, execute: bool) -> Step:
         """The stage runs of ``spec`` (computed when ``execute``), or why it must wait."""
@@ -229,10 +245,11 @@ class StudyRunner:
 
     def _one_evaluation(self, spec: StageSpec, fed: list[str], name: str) -> StageRun:
         overrides = self.overrides(spec, fed)
+        fields = {"role": spec.role, "benchmark": spec.labels.get("benchmark")}
         if spec.sweep is None:
-            return evaluate_stage(name, overrides, role=spec.role)
+            return evaluate_stage(name, overrides, **fields)
         key, values = spec.sweep
-        return sweep_stage(name, overrides, key, values, role=spec.role)
+        return sweep_stage(name, overrides, key, values, **fields)
 
     def _evaluate(self, spec: StageSpec, execute: bool) -> Step:
         copies = len(spec.sweep[1]) if spec.sweep else 1
@@ -259,7 +276,9 @@ class StudyRunner:
                                  copies * len(chosen))
         for checkpoint in chosen:
             fed = [f"model.path={override_value(str(trained / 'hf' / checkpoint))}"]
-            run = self._one_evaluation(spec, fed, f"{spec.name} {checkpoint}")
+            # one checkpoint (last) keeps the stage's name; several are told apart
+            name = spec.name if spec.checkpoints == "last" else f"{spec.name} {checkpoint}"
+            run = self._one_evaluation(spec, fed, name)
             run.extra.update({"checkpoint": checkpoint,
                               "step": checkpoint_step(checkpoint) or last_step})
             step.runs.append(self._ensure(run) if execute else run)

@@ -53,9 +53,30 @@ def _key(name: str, field_name: str) -> str:
     return f"study.stages.{name}.{field_name}"
 
 
-def _string_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str) and all(
-        isinstance(v, str) for v in value)
+def _override_items(name: str, items: Any) -> list[tuple[str, bool]]:
+    """The stage's overrides as Hydra override strings, each with whether ``each`` placeholders
+    are filled in it. An item is a string (``eval={benchmark}``, ``decoding=baseline``), a
+    one-key mapping whose value is typed (``{data.limit: 24}``: written by ``override_value``, so
+    a null, a bool or a path with spaces reach the stage as themselves), or a list of such items
+    (an interpolated list of extra overrides)."""
+    from ssd.pipeline.stages import override_value
+
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise ConfigError(f"{_key(name, 'overrides')}={items}: must be a list of Hydra overrides, "
+                          "e.g. [eval=lcb_v6, decoding=baseline, {eval.limit: 4}]")
+    found: list[tuple[str, bool]] = []
+    for item in items:
+        if isinstance(item, str):
+            found.append((item, True))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            [(key, value)] = item.items()
+            found.append((f"{key}={override_value(value)}", False))
+        elif isinstance(item, Sequence):
+            found += _override_items(name, item)
+        else:
+            raise ConfigError(f"{_key(name, 'overrides')}: {item!r} is not an override (a "
+                              "string key=value, a one-key mapping {key: value}, or a list)")
+    return found
 
 
 def _expansions(name: str, each: Any) -> list[dict[str, Any]]:
@@ -98,17 +119,15 @@ def read_stages(stages: Mapping[str, Any], checkpoint_ok: Any) -> list[StageSpec
         if script not in SCRIPTS:
             raise ConfigError(f"{_key(name, 'script')}={script}: must be one of "
                               + ", ".join(SCRIPTS))
-        overrides = stage.get("overrides") or []
-        if not _string_list(overrides):
-            raise ConfigError(f"{_key(name, 'overrides')}={overrides}: must be a list of Hydra "
-                              "overrides, e.g. [eval=lcb_v6, decoding=baseline]")
+        overrides = _override_items(name, stage.get("overrides") or [])
         _check_feeds(name, script, stage, kinds, checkpoint_ok)
         sweep = _sweep(name, script, stage.get("sweep"))
         for labels in _expansions(name, stage.get("each")):
             suffix = " ".join(str(v) for v in labels.values())
             specs.append(StageSpec(
                 name=f"{name} {suffix}" if suffix else str(name), script=script,
-                overrides=tuple(_fill(o, labels, _key(name, "overrides")) for o in overrides),
+                overrides=tuple(_fill(o, labels, _key(name, "overrides")) if fill else o
+                                for o, fill in overrides),
                 samples=stage.get("samples"), model=stage.get("model"),
                 checkpoints=str(stage.get("checkpoints") or "last"), sweep=sweep,
                 role=stage.get("role"), labels=labels))
