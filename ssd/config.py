@@ -35,6 +35,7 @@ _SIZE_RESOLVERS = {
 for _name, _resolver in _SIZE_RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
+import ssd.overrides  # noqa: E402, F401  (registers ${ssd.truncation:} and ${ssd.base_decoding:})
 
 
 class ConfigError(ValueError):

@@ -20,15 +20,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from ssd.config import ConfigError
-from ssd.pipeline.grid import (
-    check_grid,
-    evaluate_overrides,
-    generate_overrides,
-    truncation_overrides,
-)
+from ssd.overrides import truncation_overrides
+from ssd.pipeline.grid import cell_runner, check_grid
 from ssd.pipeline.grid_report import build_grid_report, write_grid_report
 from ssd.pipeline.lock import StageLock, process_start, stale_reason
-from ssd.pipeline.stages import COMPUTATIONS_FILE, select_checkpoints
+from ssd.pipeline.stages import COMPUTATIONS_FILE, driver_model_overrides, select_checkpoints
 from tests.conftest import REPO, cli_error, compose
 
 # -- checkpoint selection -------------------------------------------------------------------------
@@ -61,6 +57,37 @@ def test_bad_grid_values_are_refused(override: str, message: str) -> None:
         check_grid(compose("pipeline", [override]))
 
 
+# The configs a cell's stages composed to with the grid's own override builders, recorded before
+# the cell became a declared study (conf/study/grid.yaml): the same configs, the same stage
+# identities, the same numbers.
+RECORDED = json.loads((REPO / "tests" / "fixtures" / "grid_stage_configs.json").read_text())
+FED = {"train": ["data.samples=runs/x/train.jsonl"], "ssd": ["model.path=runs/t/hf/final"]}
+
+
+def composed_cell(cfg) -> dict[str, dict]:
+    """Every declared stage of the cell composed, fed fixed paths, without the forwarded
+    experiment and logger (as recorded), REPO as ``<repo>``."""
+    check_grid(cfg)
+    runner = cell_runner(cfg, "test")
+    runner.wiring = driver_model_overrides(cfg)
+    found = {}
+    for spec in runner.specs:
+        fed = FED["train"] if spec.script == "train" else FED["ssd"] if spec.model else []
+        composed = compose(spec.script, runner.overrides(spec, fed))
+        found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
+            composed, resolve=True)).replace(str(REPO), "<repo>"))
+    return found
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED))
+def test_the_declared_cell_composes_each_stage_as_the_grid_did_before(case: str) -> None:
+    recorded = RECORDED[case]
+    found = composed_cell(compose("pipeline", recorded["overrides"]))
+    assert sorted(found) == sorted(recorded["stages"])
+    for name, config in found.items():
+        assert config == recorded["stages"][name], name
+
+
 def test_a_truncation_is_a_preset_or_its_values_and_both_reach_the_same_stage() -> None:
     import ssd.generation as generation
 
@@ -69,9 +96,8 @@ def test_a_truncation_is_a_preset_or_its_values_and_both_reach_the_same_stage() 
                                                 "truncation.top_p=1.0"]
     plans = {}
     for spec in ("top20_p08", "k20_p0.8", "k10_p1.0"):
-        cfg = compose("pipeline", ["model=tiny", f"gen.truncation={spec}"])
-        check_grid(cfg)
-        stage = compose("generate", generate_overrides(cfg, []))
+        stage = OmegaConf.create(composed_cell(compose(
+            "pipeline", ["model=tiny", f"gen.truncation={spec}"]))["generate"])
         plans[spec] = (stage.truncation.top_k, stage.truncation.top_p,
                        generation.sampling_plan(stage).identity)
     assert plans["k10_p1.0"][:2] == (10, 1.0)  # top-k 10 alone, as the paper's Figure 10
@@ -82,13 +108,15 @@ def test_a_truncation_is_a_preset_or_its_values_and_both_reach_the_same_stage() 
                                                          ("grid", (1.3, 0, 0.95))])
 def test_the_base_model_is_evaluated_at_table_4s_decoding_or_the_grids(
         base_decoding: str, expected: tuple) -> None:
-    cfg = compose("pipeline", ["model=tiny", "eval.T=1.3", "eval.truncation=k0_p0.95",
-                               f"eval.base_decoding={base_decoding}"])
-    check_grid(cfg)
-    base = compose("evaluate", evaluate_overrides(cfg, [], None))
-    assert (base.decoding.T, base.truncation.top_k, base.truncation.top_p) == expected
-    checkpoint = compose("evaluate", evaluate_overrides(cfg, [], Path("/m")))
-    assert (checkpoint.decoding.T, checkpoint.truncation.top_k) == (1.3, 0)
+    found = composed_cell(compose("pipeline", [
+        "model=tiny", "eval.T=1.3", "eval.truncation=k0_p0.95",
+        f"eval.base_decoding={base_decoding}"]))
+    base, checkpoint = found["evaluate base"], found["evaluate"]
+    assert (base["decoding"]["T"], base["truncation"]["top_k"],
+            base["truncation"]["top_p"]) == expected
+    assert (checkpoint["decoding"]["T"], checkpoint["truncation"]["top_k"]) == (1.3, 0)
+    assert "evaluate base" not in composed_cell(compose("pipeline", ["model=tiny",
+                                                                     "eval.base=false"]))
 
 
 def test_bad_grid_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:

@@ -26,8 +26,6 @@ T_train x T_eval); with W&B on, the table as a W&B table in one run of the sweep
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,35 +33,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssd import config as checks
 from ssd.config import is_int, is_number, require
+from ssd.overrides import BASE_DECODINGS, truncation_values
 from ssd.pipeline.stages import (
-    LockSettings,
     check_model_preset,
-    check_train,
     checkpoint_selection,
-    checkpoint_step,
     driver_model_overrides,
-    ensure,
-    evaluate_stage,
-    exports,
-    filter_stage,
     forwarded_choices,
-    generate_stages,
-    override_value,
     presets,
-    select_checkpoints,
     string_list,
-    train_stage,
 )
+from ssd.studies import StudyRunner, read_stages
 
 CELL_FILE = "cell.json"
-# A truncation given by its values: k<top_k>_p<top_p> (top_k 0: off; top_p 1: off).
-_TRUNCATION_VALUES = re.compile(r"^k(?P<k>\d+)_p(?P<p>\d*\.?\d+)$")
-# eval.base_decoding: the paper's reference (Table 4: the recipe's baseline decoding, one base
-# evaluation for the whole grid), or the grid's own (the base at every T_eval).
-TABLE4, GRID = "table4", "grid"
-BASE_DECODINGS = (TABLE4, GRID)
-
-
 # -- validation and selection (pure) ------------------------------------------------------------
 def check_grid(cfg: DictConfig) -> None:
     """One-line errors naming the key, before any stage starts."""
@@ -100,49 +81,13 @@ def check_grid(cfg: DictConfig) -> None:
     require(cfg, "lock.poll_s", lambda v: is_number(v) and v > 0, "> 0 seconds")
 
 
-def truncation_values(spec: str) -> tuple[int, float] | None:
-    """(top_k, top_p) of a ``k<top_k>_p<top_p>`` truncation; None for anything else (a preset
-    name) or values out of range."""
-    found = _TRUNCATION_VALUES.match(spec)
-    if found is None:
-        return None
-    top_k, top_p = int(found.group("k")), float(found.group("p"))
-    return (top_k, top_p) if 0 < top_p <= 1 else None
-
-
-# -- the stages' overrides (pure given the choices) ---------------------------------------------
-def truncation_overrides(spec: str) -> list[str]:
-    """A stage's overrides for a grid truncation: its preset, or its values over ``none``."""
-    values = truncation_values(spec)
-    if values is None:
-        return [f"truncation={spec}"]
-    top_k, top_p = values
-    return ["truncation=none", f"truncation.top_k={top_k}", f"truncation.top_p={top_p!r}"]
-
-
-def generate_overrides(cfg: DictConfig, choices: Sequence[str]) -> list[str]:
-    g = cfg.gen
-    return [*driver_model_overrides(cfg), *choices, f"data={g.data}",
-            f"data.limit={override_value(g.limit)}", f"decoding.T={override_value(g.T)}",
-            *truncation_overrides(str(g.truncation)), *g.overrides]
-
-
-def train_overrides(cfg: DictConfig, choices: Sequence[str], samples: Path) -> list[str]:
-    return [*driver_model_overrides(cfg), *choices, f"data.samples={override_value(str(samples))}",
-            *cfg.train.overrides]
-
-
-def evaluate_overrides(cfg: DictConfig, choices: Sequence[str], model: Path | None) -> list[str]:
-    """A checkpoint export at the cell's T_eval, or the base model (``model`` None) at
-    ``eval.base_decoding``: Table 4's (``decoding=baseline truncation=baseline``) or the
-    cell's."""
-    e = cfg.eval
-    checkpoint = [] if model is None else [f"model.path={override_value(str(model))}"]
-    decoding = (["decoding=baseline", "truncation=baseline"]
-                if model is None and e.base_decoding == TABLE4 else
-                [f"decoding.T={override_value(e.T)}", *truncation_overrides(str(e.truncation))])
-    return [*driver_model_overrides(cfg), *checkpoint, *choices, f"eval={e.benchmark}",
-            *decoding, *e.overrides]
+def cell_runner(cfg: DictConfig, job: str, label: str = "") -> StudyRunner:
+    """The cell's declared stages (``study.stages``, conf/study/grid.yaml: their overrides read
+    gen.*, train.* and eval.*), each given the model, the experiment and the logger first."""
+    stages = OmegaConf.to_container(cfg.study.stages, resolve=True)
+    return StudyRunner(cfg, read_stages(stages, checkpoint_selection), job, driver="pipeline",
+                       wiring=[*driver_model_overrides(cfg), *forwarded_choices(cfg)],
+                       label=lambda _: label)
 
 
 # -- one cell ------------------------------------------------------------------------------------
@@ -173,45 +118,23 @@ def run_cell(cfg: DictConfig, out: Path) -> dict[str, Any]:
     from ssd.records import write_json_atomic
 
     check_grid(cfg)
-    lock = LockSettings(float(cfg.lock.stale_after_s), float(cfg.lock.heartbeat_s),
-                        float(cfg.lock.poll_s))
-    choices = forwarded_choices(cfg)
     job = str(out)
     label = f"[T_train {cfg.gen.T:g}, {cfg.gen.truncation}, T_eval {cfg.eval.T:g}]"
     print(f"pipeline {label}: {cfg.model.name} on {cfg.gen.data} -> {cfg.eval.benchmark}; "
           f"checkpoints: {cfg.eval.checkpoints}", flush=True)
 
-    # Every config is checked before anything runs; a stage whose inputs are another stage's
-    # outputs is planned once they exist (its identity is their content).
-    gen_overrides = generate_overrides(cfg, choices)
-    generated, train_set = generate_stages(gen_overrides)
-    tr_overrides = train_overrides(cfg, choices, train_set)
-    check_train(tr_overrides)
-    base = (evaluate_stage("evaluate base", evaluate_overrides(cfg, choices, None), role="base")
-            if cfg.eval.base else None)
-
-    stages = [generated]
-    ensure(generated, label, "pipeline", lock, job)
-    stages.append(ensure(filter_stage(gen_overrides), label, "pipeline", lock, job))
-    training = ensure(train_stage(tr_overrides), label, "pipeline", lock, job)
-    stages.append(training)
-    trained = training.plan.run_dir
-    evaluations = []
-    for name in select_checkpoints(exports(trained), str(cfg.eval.checkpoints)):
-        stage = evaluate_stage(f"evaluate {name}",
-                               evaluate_overrides(cfg, choices, trained / "hf" / name),
-                               role="ssd")
-        stage.extra["checkpoint"] = name
-        stages.append(ensure(stage, label, "pipeline", lock, job))
-        evaluations.append({"checkpoint": name, "step": checkpoint_step(name),
-                            **_metrics(stage.record())})
-    if base is not None:
-        stages.append(ensure(base, label, "pipeline", lock, job))
+    # Every config is checked before anything runs (the plan); a stage whose inputs are another
+    # stage's outputs is planned once they exist (its identity is their content).
+    runner = cell_runner(cfg, job, label)
+    runner.plan()
+    steps = {step.spec.name: step for step in runner.run()}
+    stages = [run for step in steps.values() for run in step.runs]
+    generated, training = steps["generate"].runs[0], steps["train"].runs[0]
+    evaluations = [{"checkpoint": run.extra["checkpoint"], "step": run.extra["step"],
+                    **_metrics(run.record())} for run in steps["evaluate"].runs]
+    base = steps["evaluate base"].runs[0] if "evaluate base" in steps else None
 
     train_record = training.record()
-    max_steps = train_record["config"]["trainer"]["max_steps"]
-    for evaluation in evaluations:
-        evaluation["step"] = evaluation["step"] or max_steps
     cell = {
         "t_train": float(cfg.gen.T), "truncation": str(cfg.gen.truncation),
         "t_eval": float(cfg.eval.T), "eval_truncation": str(cfg.eval.truncation),

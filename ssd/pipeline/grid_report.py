@@ -31,8 +31,9 @@ from ssd.bootstrap import (
     passk_intervals,
     problem_results,
 )
+from ssd.overrides import GRID, TABLE4
 from ssd.passk import UNLABELED, ProblemResult
-from ssd.pipeline.grid import CELL_FILE, GRID, TABLE4
+from ssd.pipeline.grid import CELL_FILE
 from ssd.pipeline.report import percent
 from ssd.plotting import pyplot, save_figure
 from ssd.tables import markdown_table

@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from ssd import config as checks
 from ssd.config import require
 from ssd.identity import StagePlan
+from ssd.overrides import override_value
 from ssd.pipeline.lock import StageLock
 
 REPO_ROOT = checks.REPO_ROOT
@@ -106,24 +107,6 @@ class StageRun:
         if record is None:
             raise FileNotFoundError(f"{self.plan.record_path}: no completion record")
         return record
-
-
-# -- overrides (pure) ---------------------------------------------------------------------------
-_PLAIN = re.compile(r"[\w./:+@-]+")
-
-
-def override_value(value: Any) -> str:
-    """``value`` in Hydra's override grammar (quoted when it holds anything unusual)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value)
-    if _PLAIN.fullmatch(text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def model_overrides(model: Mapping[str, Any], preset: Mapping[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ the key. A declared stage is one of the three scripts with its own overrides and
     each         {name: [values]}: one stage per value, ``{name}`` in its overrides replaced and
                  the value appended to its name (``ssd`` with benchmark lcb_v6: ``ssd lcb_v6``)
     role         what the study's report reads the stage as (ssd, base, base_sweep, ...)
+    enabled      false: the stage is left out (a switch such as the grid's eval.base)
 
 Stages run in the order declared; a stage may only be fed by one declared above it.
 """
@@ -26,7 +27,8 @@ from typing import Any
 from ssd.config import ConfigError
 
 SCRIPTS = ("generate", "train", "evaluate")
-FIELDS = ("script", "overrides", "samples", "model", "checkpoints", "sweep", "each", "role")
+FIELDS = ("script", "overrides", "samples", "model", "checkpoints", "sweep", "each", "role",
+          "enabled")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,11 @@ def read_stages(stages: Mapping[str, Any], checkpoint_ok: Any) -> list[StageSpec
         if unknown:
             raise ConfigError(f"{_key(name, unknown[0])}: not a stage field; use one of "
                               + ", ".join(FIELDS))
+        enabled = stage.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{_key(name, 'enabled')}={enabled}: must be true or false")
+        if not enabled:
+            continue
         script = stage.get("script")
         if script not in SCRIPTS:
             raise ConfigError(f"{_key(name, 'script')}={script}: must be one of "
