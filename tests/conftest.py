@@ -43,3 +43,24 @@ def cli_error(script: str, args: list[str], cwd: Path) -> list[str]:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stderr.strip().splitlines()
+
+
+# Fixed inputs for the stages a declared study feeds (a training set, a checkpoint export).
+FED = {"train": ["data.samples=runs/x/train.jsonl"], "ssd": ["model.path=runs/t/hf/final"]}
+
+
+def composed_stages(runner) -> dict[str, dict]:
+    """Every declared stage of a study runner composed as its script would see it, fed ``FED``,
+    resolved, with REPO written ``<repo>`` (so configs recorded on one machine compare on
+    another). Recorded fixtures of this form pin a driver's stages to what they were."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    found = {}
+    for spec in runner.specs:
+        fed = FED["train"] if spec.script == "train" else FED["ssd"] if spec.model else []
+        composed = compose(spec.script, runner.overrides(spec, fed))
+        found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
+            composed, resolve=True)).replace(str(REPO), "<repo>"))
+    return found

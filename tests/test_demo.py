@@ -44,7 +44,7 @@ from ssd.pipeline.stages import (
     model_overrides,
     override_value,
 )
-from tests.conftest import REPO, cli_error, compose
+from tests.conftest import REPO, cli_error, compose, composed_stages
 from tests.test_launcher import offline_run, wandb_records
 
 
@@ -281,19 +281,10 @@ def test_fence_clip_and_example_choice() -> None:
 # demo's chain became a declared study (conf/study/demo.yaml): the same configs, the same stage
 # identities, the same numbers.
 RECORDED = json.loads((REPO / "tests" / "fixtures" / "demo_stage_configs.json").read_text())
-FED = {"train": ["data.samples=runs/x/train.jsonl"], "ssd": ["model.path=runs/t/hf/final"]}
 
 
 def composed_chain(cfg) -> dict[str, dict]:
-    """Every declared stage of the demo composed, fed fixed paths (with REPO as ``<repo>``)."""
-    runner = chain(cfg)
-    found = {}
-    for spec in runner.specs:
-        fed = FED["train"] if spec.script == "train" else FED["ssd"] if spec.model else []
-        composed = compose_stage(spec.script, runner.overrides(spec, fed))
-        found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
-            composed, resolve=True)).replace(str(REPO), "<repo>"))
-    return found
+    return composed_stages(chain(cfg))
 
 
 @pytest.mark.parametrize("case", sorted(RECORDED))

@@ -25,7 +25,7 @@ from ssd.pipeline.grid import cell_runner, check_grid
 from ssd.pipeline.grid_report import build_grid_report, write_grid_report
 from ssd.pipeline.lock import StageLock, process_start, stale_reason
 from ssd.pipeline.stages import COMPUTATIONS_FILE, driver_model_overrides, select_checkpoints
-from tests.conftest import REPO, cli_error, compose
+from tests.conftest import REPO, cli_error, compose, composed_stages
 
 # -- checkpoint selection -------------------------------------------------------------------------
 EXPORTS = ["final", "step-000004", "step-000002", "step-000006", "step-000008"]
@@ -61,22 +61,14 @@ def test_bad_grid_values_are_refused(override: str, message: str) -> None:
 # the cell became a declared study (conf/study/grid.yaml): the same configs, the same stage
 # identities, the same numbers.
 RECORDED = json.loads((REPO / "tests" / "fixtures" / "grid_stage_configs.json").read_text())
-FED = {"train": ["data.samples=runs/x/train.jsonl"], "ssd": ["model.path=runs/t/hf/final"]}
 
 
 def composed_cell(cfg) -> dict[str, dict]:
-    """Every declared stage of the cell composed, fed fixed paths, without the forwarded
-    experiment and logger (as recorded), REPO as ``<repo>``."""
+    """The cell's stages without the forwarded experiment and logger (as recorded)."""
     check_grid(cfg)
     runner = cell_runner(cfg, "test")
     runner.wiring = driver_model_overrides(cfg)
-    found = {}
-    for spec in runner.specs:
-        fed = FED["train"] if spec.script == "train" else FED["ssd"] if spec.model else []
-        composed = compose(spec.script, runner.overrides(spec, fed))
-        found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
-            composed, resolve=True)).replace(str(REPO), "<repo>"))
-    return found
+    return composed_stages(runner)
 
 
 @pytest.mark.parametrize("case", sorted(RECORDED))
