@@ -13,6 +13,7 @@ the base model's reference decoding is Table 4's or a grid cell's. A declared st
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
@@ -34,10 +35,18 @@ def override_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
     text = str(value)
     if _PLAIN.fullmatch(text):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def overrides_from(values: Mapping[str, Any]) -> list[str]:
+    """``key=value`` overrides from typed values, in order (a group choice is a key too:
+    ``{"model": "tiny"}`` -> ``model=tiny``)."""
+    return [f"{key}={override_value(value)}" for key, value in values.items()]
 
 
 def truncation_values(spec: str) -> tuple[int, float] | None:

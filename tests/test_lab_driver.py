@@ -25,6 +25,7 @@ from ssd.lab.base import END, vocabulary, world_token
 from ssd.lab.world import World, build_world
 from ssd.pipeline import lab
 from ssd.pipeline.stages import compose_stage
+from tests.conftest import REPO, compose
 
 C4_LAYOUT = ["root", "fork", "lock", "lock", "lock"]
 TEMPERATURES = (0.3, 0.5, 0.6394, 0.9, 1.3, 1.7, 2.0)
@@ -338,3 +339,32 @@ def test_the_shipped_lab_benchmark_is_what_the_lab_writes_for_its_default_world(
     files = lab.write_world_files(world, tmp_path)
     shipped = Path(compose_stage("evaluate", ["eval=lab"]).eval.path)
     assert shipped.read_text() == files.benchmark.read_text()
+
+
+# -- the stages' configs --------------------------------------------------------------------------
+# What the lab's stages composed to when their overrides were written as strings, recorded then:
+# the typed mappings compose to the same configs (the same identities, the same numbers).
+RECORDED = json.loads((REPO / "tests" / "fixtures" / "lab_stage_configs.json").read_text())
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED))
+def test_the_lab_stages_compose_as_recorded(case: str) -> None:
+    recorded = RECORDED[case]
+    cfg = compose("lab", recorded["overrides"])
+    world = lab.check_lab(cfg)
+    values = OmegaConf.to_container(cfg.lab, resolve=True)
+    files = lab.LabFiles(Path("runs/lab/w"), Path("runs/lab/w/pool.json"),
+                         Path("runs/lab/w/benchmark.jsonl"))
+    logger, base, train_set = recorded["logger"], Path("/cache/base"), Path("runs/x/train.jsonl")
+    overrides = {
+        "generate": lab.generate_overrides(world, files, base, values["ssd"], logger),
+        "train": lab.train_overrides(world, base, train_set, values["train"], logger),
+        "train lora": lab.train_overrides(world, base, train_set, lab.lora_train_values(
+            values["train"], {"lr": None}, 2), logger),
+        "evaluate": lab.evaluate_overrides(world, files, Path("runs/t/hf/final"),
+                                           f"lab-{world.name}-ssd", values["eval"], logger)}
+    for name, found in overrides.items():
+        script = name.split()[0]
+        config = json.loads(json.dumps(OmegaConf.to_container(
+            compose_stage(script, found), resolve=True)).replace(str(REPO), "<repo>"))
+        assert config == recorded["stages"][name], name

@@ -61,6 +61,7 @@ from ssd.lab.base import (
     success_state_rows,
 )
 from ssd.lab.world import World, WorldError, build_world
+from ssd.overrides import overrides_from
 from ssd.pipeline.stages import (
     LockSettings,
     StageRun,
@@ -68,7 +69,6 @@ from ssd.pipeline.stages import (
     ensure,
     filter_stage,
     generate_stages,
-    override_value,
     sweep_stage,
     train_stage,
 )
@@ -167,22 +167,22 @@ def write_world_files(world: World, root: Path) -> LabFiles:
     return LabFiles(root, pool, bench)
 
 
-def model_overrides(model_dir: Path, name: str, logger: str) -> list[str]:
-    return ["model=tiny", f"model.path={model_dir}", f"model.name={name}",
-            f"logger={logger}", "progress=false"]
+def model_values(model_dir: Path, name: str, logger: str) -> dict[str, Any]:
+    return {"model": "tiny", "model.path": str(model_dir), "model.name": name, "logger": logger,
+            "progress": False}
 
 
 def generate_overrides(world: World, files: LabFiles, base: Path, ssd: Mapping[str, Any],
                        logger: str) -> list[str]:
     # The lab trains on every sample as drawn: no degeneracy rule applies to a world's tokens.
-    return [*model_overrides(base, f"lab-{world.name}", logger),
-            f"data.path={files.pool}", "data.field=problem", f"data.name=lab-{world.name}",
-            "data.limit=null", f"decoding.T={override_value(float(ssd['t_train']))}",
-            f"decoding.n={int(ssd['samples'])}", f"decoding.seed={int(ssd['seed'])}",
-            f"decoding.max_tokens={world.depth + 1}", f"truncation.top_k={int(ssd['top_k'])}",
-            f"truncation.top_p={override_value(float(ssd['top_p']))}", "truncation.min_p=0.0",
-            "filter.drop_empty=false", "filter.drop_single_line=false",
-            "filter.drop_shortest_fraction=0.0"]
+    return overrides_from({
+        **model_values(base, f"lab-{world.name}", logger),
+        "data.path": str(files.pool), "data.field": "problem", "data.name": f"lab-{world.name}",
+        "data.limit": None, "decoding.T": float(ssd["t_train"]), "decoding.n": int(ssd["samples"]),
+        "decoding.seed": int(ssd["seed"]), "decoding.max_tokens": world.depth + 1,
+        "truncation.top_k": int(ssd["top_k"]), "truncation.top_p": float(ssd["top_p"]),
+        "truncation.min_p": 0.0, "filter.drop_empty": False, "filter.drop_single_line": False,
+        "filter.drop_shortest_fraction": 0.0})
 
 
 def lora_train_values(train: Mapping[str, Any], lora: Mapping[str, Any], rank: int
@@ -197,24 +197,24 @@ def train_overrides(world: World, base: Path, train_set: Path, train: Mapping[st
     """train.py's overrides; ``train["lora_rank"]``, if there, trains an adapter of that rank
     (train.py's other LoRA values as they default)."""
     steps = int(train["steps"])
-    lora = [f"lora.rank={int(train['lora_rank'])}"] if "lora_rank" in train else []
-    return [*model_overrides(base, f"lab-{world.name}", logger), f"data.samples={train_set}",
-            f"trainer.max_steps={steps}", f"trainer.global_batch_size={train['global_batch_size']}",
-            "trainer.max_seq_len=4096", "trainer.activation_checkpointing=false",
-            f"trainer.save_every_n_steps={steps}", "trainer.precision=fp32", "trainer.devices=1",
-            f"optimizer.lr={override_value(float(train['lr']))}",
-            f"optimizer.min_lr={override_value(float(train['min_lr']))}",
-            f"optimizer.warmup_steps={train['warmup_steps']}", *lora]
+    lora = {"lora.rank": int(train["lora_rank"])} if "lora_rank" in train else {}
+    return overrides_from({
+        **model_values(base, f"lab-{world.name}", logger), "data.samples": str(train_set),
+        "trainer.max_steps": steps, "trainer.global_batch_size": int(train["global_batch_size"]),
+        "trainer.max_seq_len": 4096, "trainer.activation_checkpointing": False,
+        "trainer.save_every_n_steps": steps, "trainer.precision": "fp32", "trainer.devices": 1,
+        "optimizer.lr": float(train["lr"]), "optimizer.min_lr": float(train["min_lr"]),
+        "optimizer.warmup_steps": int(train["warmup_steps"]), **lora})
 
 
 def evaluate_overrides(world: World, files: LabFiles, model_dir: Path, name: str,
                        evaluation: Mapping[str, Any], logger: str) -> list[str]:
-    return [*model_overrides(model_dir, name, logger), "eval=lab", f"eval.path={files.benchmark}",
-            f"eval.name=lab-{world.name}", f"eval.n={evaluation['n']}", "eval.ks=[1,5]",
-            f"decoding.max_tokens={world.depth + 1}", f"decoding.seed={evaluation['seed']}",
-            f"truncation.top_k={evaluation['top_k']}",
-            f"truncation.top_p={override_value(float(evaluation['top_p']))}",
-            "truncation.min_p=0.0"]
+    return overrides_from({
+        **model_values(model_dir, name, logger), "eval": "lab", "eval.path": str(files.benchmark),
+        "eval.name": f"lab-{world.name}", "eval.n": int(evaluation["n"]), "eval.ks": [1, 5],
+        "decoding.max_tokens": world.depth + 1, "decoding.seed": int(evaluation["seed"]),
+        "truncation.top_k": int(evaluation["top_k"]),
+        "truncation.top_p": float(evaluation["top_p"]), "truncation.min_p": 0.0})
 
 
 # -- running ------------------------------------------------------------------------------------

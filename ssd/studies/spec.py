@@ -58,10 +58,10 @@ def _key(name: str, field_name: str) -> str:
 def _override_items(name: str, items: Any) -> list[tuple[str, bool]]:
     """The stage's overrides as Hydra override strings, each with whether ``each`` placeholders
     are filled in it. An item is a string (``eval={benchmark}``, ``decoding=baseline``), a
-    one-key mapping whose value is typed (``{data.limit: 24}``: written by ``override_value``, so
+    one-key mapping whose value is typed (``{data.limit: 24}``: written by ``ssd.overrides``, so
     a null, a bool or a path with spaces reach the stage as themselves), or a list of such items
     (an interpolated list of extra overrides)."""
-    from ssd.pipeline.stages import override_value
+    from ssd.overrides import overrides_from
 
     if not isinstance(items, Sequence) or isinstance(items, str):
         raise ConfigError(f"{_key(name, 'overrides')}={items}: must be a list of Hydra overrides, "
@@ -71,8 +71,7 @@ def _override_items(name: str, items: Any) -> list[tuple[str, bool]]:
         if isinstance(item, str):
             found.append((item, True))
         elif isinstance(item, Mapping) and len(item) == 1:
-            [(key, value)] = item.items()
-            found.append((f"{key}={override_value(value)}", False))
+            found += [(override, False) for override in overrides_from(item)]
         elif isinstance(item, Sequence):
             found += _override_items(name, item)
         else:
