@@ -76,7 +76,9 @@ def base_decoding_overrides(mode: str, t_eval: float, truncation: str) -> list[s
 
 
 # A ListConfig, not a list: `--cfg job --resolve` resolves in place, which takes config nodes.
+# ${ssd.is_set:<value>}: whether a key holds a value (a stage enabled by an optional key).
 for _name, _resolver in {
+        "ssd.is_set": lambda value: value is not None,
         "ssd.truncation": lambda spec: ListConfig(truncation_overrides(str(spec))),
         "ssd.base_decoding": lambda mode, t, spec: ListConfig(
             base_decoding_overrides(str(mode), t, str(spec)))}.items():

@@ -21,7 +21,7 @@ from ssd.studies.paper_numbers import PAPER_TABLE2
 from ssd.studies.results import EvalRun
 from ssd.studies.spec import read_stages
 from ssd.studies.stress_report import grid_cells, ridge
-from tests.conftest import REPO, cli_error
+from tests.conftest import REPO, cli_error, compose
 
 # -- declared stages (pure) ---------------------------------------------------------------------
 CHAIN = {"generate": {"script": "generate", "overrides": ["decoding.T=2.0"]},
@@ -53,7 +53,7 @@ def test_each_expands_a_stage_per_value_and_fills_its_overrides() -> None:
     ({**CHAIN, "e": {"script": "evaluate", "checkpoints": "all"}},
      "only an evaluate stage with a model selects checkpoints"),
     ({**CHAIN, "e": {"script": "evaluate", "model": "train", "checkpoints": "best"}},
-     r"checkpoints=best: must be last, all or every_<k>"),
+     r"checkpoints=best: must be last, all, every_<k> \(k >= 1\) or best_of:<stage>"),
     ({**CHAIN, "e": {"script": "evaluate", "sweep": {"decoding.T": [0.6, 0.6]}}},
      "one key with a list of distinct values"),
     ({"g": {"script": "generate", "sweep": {"decoding.T": [1.0]}}},
@@ -70,10 +70,46 @@ def test_bad_declarations_are_one_line_naming_the_key(stages: dict, message: str
 
 def test_a_bad_study_value_on_the_command_line_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert cli_error("study", ["model=tiny", "study.checkpoints=all"], tmp_path) == [
-        "error: study.checkpoints=all: the main study reports the final checkpoint (last); a "
-        "checkpoint chosen by score must be chosen on other problems than the ones reported"]
+        "error: study.checkpoints=all: the main study reports one checkpoint: last (the final "
+        "one) or best_of:select (the best on study.select_on, a set apart from the reported ones)"]
+    assert cli_error("study", ["model=tiny", "study.checkpoints=best_of:select"], tmp_path)[0] \
+        .endswith("the main study's select stage is enabled by study.select_on=<eval preset>")
     assert cli_error("study", ["study=paper", "+study.stages.g.script=generate"], tmp_path) == [
         "error: study.stages: the paper report runs no stages; declare none"]
+
+
+@pytest.mark.parametrize(("select_on", "message"), [
+    ("lcb_v6", "is a reported benchmark"),
+    ("lcb_v6_delta", r"shares \d+ problems with the reported lcb_v[56]; choose a disjoint set"),
+])
+def test_a_checkpoint_is_never_chosen_on_the_reported_problems(select_on: str,
+                                                               message: str) -> None:
+    from ssd.studies.runner import study_specs
+
+    cfg = compose("study", ["model=tiny", f"study.select_on={select_on}",
+                            "study.checkpoints=best_of:select"])
+    with pytest.raises(ConfigError, match=f"study.select_on={select_on}: {message}"):
+        study_specs(cfg)
+    disjoint = compose("study", ["model=tiny", "study.select_on=humaneval",
+                                 "study.checkpoints=best_of:select"])
+    assert [s.name for s in study_specs(disjoint)][:3] == ["generate", "train", "select"]
+
+
+def test_the_best_checkpoint_is_the_highest_pass_at_1_the_later_on_a_tie(tmp_path: Path) -> None:
+    from ssd.identity import StagePlan
+    from ssd.pipeline.stages import StageRun
+    from ssd.studies.runner import best_checkpoint
+
+    runs = []
+    for checkpoint, step, score in (("step-000002", 2, 0.3), ("step-000004", 4, 0.5),
+                                    ("step-000006", 6, 0.5), ("final", 8, 0.1)):
+        folder = tmp_path / checkpoint
+        plan = StagePlan("evaluate", folder, "id", "metrics.json")
+        folder.mkdir()
+        plan.write_record({"pass@1": score})
+        runs.append(StageRun(checkpoint, "evaluate.py", [], plan,
+                             extra={"checkpoint": checkpoint, "step": step}))
+    assert best_checkpoint(runs) == "step-000006"
 
 
 # -- the reports' tables on planted numbers (pure) ----------------------------------------------
@@ -190,6 +226,23 @@ def test_main_writes_table_2_and_figure_2_and_a_rerun_computes_nothing(workspace
     again = study(workspace, "study.base_sweep=[0.6,1.0]")
     assert computations(workspace) == before
     assert "done (0 stage runs computed, the rest reused)" in again
+
+
+@pytest.mark.slow
+def test_main_can_report_the_best_checkpoint_on_a_set_apart(workspace: Path) -> None:
+    study(workspace, "study.base_sweep=[0.6,1.0]", "study.select_on=humaneval",
+          "study.checkpoints=best_of:select")
+    folder = max((workspace / "runs" / "study" / "main" / "tiny").iterdir(),
+                 key=lambda p: (p / "report.md").stat().st_mtime)
+    stages = {s["name"]: s for s in json.loads((folder / "study.json").read_text())["stages"]}
+    scored = {r["checkpoint"]: json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
+              for r in stages["select"]["runs"]}
+    assert set(scored) == {"step-000002", "final"}
+    best = max(scored, key=lambda c: (scored[c]["pass@1"], c == "final"))
+    [chosen] = stages["ssd lcb_sample"]["runs"]
+    assert chosen["checkpoint"] == best
+    report = (folder / "report.md").read_text()
+    assert "checkpoint rule: the best pass@1 at T_eval on `humaneval`" in report
 
 
 @pytest.mark.slow

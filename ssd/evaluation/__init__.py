@@ -17,7 +17,12 @@ from ssd.evaluation.benchmarks import (
 from ssd.evaluation.checking import Verdict
 from ssd.evaluation.evaluator import Evaluator
 from ssd.evaluation.extraction import Extraction, extract_code
-from ssd.evaluation.problem_sets import PROBLEM_SETS, ProblemSet, named_set_size
+from ssd.evaluation.problem_sets import (
+    PROBLEM_SETS,
+    ProblemSet,
+    named_set_ids,
+    named_set_size,
+)
 from ssd.evaluation.run import check_eval, evaluation_plan, run_evaluation
 from ssd.evaluation.statements import eval_set_problems
 
@@ -39,6 +44,7 @@ __all__ = [
     "load_lcb_hub",
     "load_lcb_jsonl",
     "load_lcb_offline",
+    "named_set_ids",
     "named_set_size",
     "run_evaluation",
 ]

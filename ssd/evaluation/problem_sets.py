@@ -97,11 +97,17 @@ PROBLEM_SETS: dict[str, ProblemSet] = {
 }
 
 
-def named_set_size(name: str) -> int | None:
-    """How many problems a named set holds by the shipped metadata (None: not a named set)."""
+def named_set_ids(name: str) -> list[str] | None:
+    """The question ids of a named set by the shipped metadata (None: not a named set)."""
     if name not in PROBLEM_SETS:
         return None
-    return len(select_ids(PROBLEM_SETS[name], shipped_metadata().values()))
+    return select_ids(PROBLEM_SETS[name], shipped_metadata().values())
+
+
+def named_set_size(name: str) -> int | None:
+    """How many problems a named set holds by the shipped metadata (None: not a named set)."""
+    found = named_set_ids(name)
+    return None if found is None else len(found)
 
 
 def custom_problem_set(start_date: str | None, end_date: str | None,

@@ -39,7 +39,7 @@ from ssd.studies.results import (
     scope_order,
     signed_points,
 )
-from ssd.studies.spec import StageSpec
+from ssd.studies.spec import BEST_OF, StageSpec
 from ssd.tables import markdown_table
 from ssd.tracking import log_wandb
 
@@ -49,20 +49,40 @@ REPORT_FILE, JSON_FILE, FIGURE1 = "report.md", "main.json", "figure1.png"
 
 
 def check(cfg: DictConfig, specs: Sequence[StageSpec]) -> None:
-    """Each benchmark has an ``ssd`` and a ``base`` stage; SSD reports one checkpoint, the
-    final one (a checkpoint picked by score on the reported problems would flatter it)."""
+    """Each benchmark has an ``ssd`` and a ``base`` stage; SSD reports one checkpoint: the final
+    one, or the best on a selection set that shares no problem with the reported ones."""
+    benchmarks = sorted({str(s.labels["benchmark"]) for s in specs
+                         if s.script == "evaluate" and "benchmark" in s.labels})
     for spec in specs:
-        if spec.role == "ssd" and spec.checkpoints != "last":
-            raise ConfigError(f"study.checkpoints={spec.checkpoints}: the main study reports the "
-                              "final checkpoint (last); a checkpoint chosen by score must be "
-                              "chosen on other problems than the ones reported")
-    benchmarks = {s.labels.get("benchmark") for s in specs if s.script == "evaluate"}
+        if spec.role == "ssd" and not (spec.checkpoints == "last"
+                                       or spec.checkpoints.startswith(BEST_OF)):
+            raise ConfigError(f"study.checkpoints={spec.checkpoints}: the main study reports one "
+                              "checkpoint: last (the final one) or best_of:select (the best on "
+                              "study.select_on, a set apart from the reported ones)")
+    if any(s.role == "select" for s in specs):
+        check_selection_set(str(cfg.study.select_on), benchmarks)
     for benchmark in benchmarks:
         roles = {s.role for s in specs if s.labels.get("benchmark") == benchmark}
         missing = {"ssd", "base"} - roles
         if missing:
             raise ConfigError(f"study.stages: benchmark {benchmark} has no "
                               f"{' or '.join(sorted(missing))} stage (role: ssd, base)")
+
+
+def check_selection_set(select_on: str, reported: Sequence[str]) -> None:
+    """The checkpoint is chosen on other problems than the reported ones: not a reported set,
+    and sharing no question id with one (named LiveCodeBench sets are compared by their ids)."""
+    from ssd.evaluation import named_set_ids
+
+    if select_on in reported:
+        raise ConfigError(f"study.select_on={select_on}: is a reported benchmark; choose the "
+                          "checkpoint on another set (the report would flatter the SSD model)")
+    chosen = set(named_set_ids(select_on) or [])
+    for benchmark in reported:
+        shared = chosen & set(named_set_ids(benchmark) or [])
+        if shared:
+            raise ConfigError(f"study.select_on={select_on}: shares {len(shared)} problems with "
+                              f"the reported {benchmark}; choose a disjoint set")
 
 
 # -- tables (pure) ------------------------------------------------------------------------------
@@ -242,6 +262,19 @@ def benchmark_section(cfg: DictConfig, payload: Mapping[str, Any], benchmark: st
     return lines, numbers
 
 
+def checkpoint_rule(payload: Mapping[str, Any]) -> str:
+    """The report's sentence on which checkpoint SSD is: the final one, or the best on the
+    selection set with every checkpoint's score there."""
+    scored = runs_of(payload, "select")
+    if not scored:
+        return "checkpoint rule: the final checkpoint (not chosen by score)."
+    chosen = one_run(payload, "ssd")
+    scores = ", ".join(f"{r.checkpoint} {percent(r.value(1))}"
+                       for r in sorted(scored, key=lambda r: r.step or 0))
+    return (f"checkpoint rule: the best pass@1 at T_eval on `{scored[0].benchmark}`, a set apart "
+            f"from the reported ones: {chosen.checkpoint if chosen else '–'} (of {scores}).")
+
+
 def paper_rows(payload: Mapping[str, Any], benchmark: str) -> dict[str, Any] | None:
     base = paper_row(payload.get("experiment"), benchmark, "base")
     ssd = paper_row(payload.get("experiment"), benchmark, "ssd")
@@ -251,8 +284,7 @@ def paper_rows(payload: Mapping[str, Any], benchmark: str) -> dict[str, Any] | N
 def write(cfg: DictConfig, payload: Mapping[str, Any], out: Path) -> Path:
     who = payload.get("experiment") or payload["model"]
     lines = [f"# Table 2, Figures 1-2: {who}", "",
-             f"Base model `{payload['model_path']}`; SSD: train stage `train`, checkpoint rule: "
-             "the final checkpoint (not chosen by score).", ""]
+             f"Base model `{payload['model_path']}`; SSD: {checkpoint_rule(payload)}", ""]
     sections = []
     for benchmark in label_values(payload, "benchmark"):
         text, numbers = benchmark_section(cfg, payload, benchmark, out)

@@ -49,7 +49,7 @@ from ssd.pipeline.stages import (
     train_stage,
 )
 from ssd.records import write_json_atomic
-from ssd.studies.spec import SCRIPTS, StageSpec, read_stages
+from ssd.studies.spec import BEST_OF, SCRIPTS, StageSpec, read_stages
 
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
@@ -203,6 +203,7 @@ class StudyRunner:
         self.on_stage = on_stage or (lambda run: None)
         self.generated: dict[str, tuple[list[str], Path]] = {}   # name -> overrides, train set
         self.trained: dict[str, StageRun] = {}                   # name -> train stage run
+        self.evaluated: dict[str, list[StageRun]] = {}           # name -> its runs (a model's)
 
     def overrides(self, spec: StageSpec, fed: list[str]) -> list[str]:
         """Wiring, what feeds the stage, the study's overrides, the scale's for its script."""
@@ -271,7 +272,15 @@ class StudyRunner:
             return step
         trained = training.plan.run_dir
         last_step = int(training.record()["config"]["trainer"]["max_steps"])
-        chosen = select_checkpoints(exports(trained), spec.checkpoints)
+        if spec.checkpoints.startswith(BEST_OF):
+            scored = self.evaluated.get(spec.checkpoints.removeprefix(BEST_OF), [])
+            if not scored or not all(run.complete() for run in scored):
+                step.waiting = f"after {spec.checkpoints.removeprefix(BEST_OF)} (it picks the " \
+                               "checkpoint)"
+                return step
+            chosen = [best_checkpoint(scored)]
+        else:
+            chosen = select_checkpoints(exports(trained), spec.checkpoints)
         step.estimate = estimate("evaluate", compose_stage("evaluate", self.overrides(spec, [])),
                                  copies * len(chosen))
         for checkpoint in chosen:
@@ -282,6 +291,7 @@ class StudyRunner:
             run.extra.update({"checkpoint": checkpoint,
                               "step": checkpoint_step(checkpoint) or last_step})
             step.runs.append(self._ensure(run) if execute else run)
+        self.evaluated[spec.name] = step.runs
         return step
 
     def plan(self) -> list[Step]:
@@ -290,6 +300,13 @@ class StudyRunner:
 
     def run(self) -> list[Step]:
         return [self.step(spec, execute=True) for spec in self.specs]
+
+
+def best_checkpoint(scored: list[StageRun]) -> str:
+    """The checkpoint whose evaluation has the highest pass@1 (the later one on a tie: more
+    training for the same score)."""
+    best = max(scored, key=lambda run: (float(run.record()["pass@1"]), run.extra["step"]))
+    return str(best.extra["checkpoint"])
 
 
 def state(run: StageRun) -> str:

@@ -7,7 +7,9 @@ the key. A declared stage is one of the three scripts with its own overrides and
     overrides    its Hydra overrides (the scale's for its script follow them)
     samples      train: the generate stage whose filtered training set it trains on
     model        evaluate: the train stage whose exports it evaluates (absent: the base model)
-    checkpoints  evaluate with a model: last | all | every_<k> of that run's exports
+    checkpoints  evaluate with a model: last | all | every_<k> of that run's exports, or
+                 best_of:<stage>: the one export with the best pass@1 in <stage>, an evaluate
+                 stage above it of every export of the same model (on other problems)
     sweep        evaluate: {key: [values]}: one ``evaluate.py -m`` (one engine for all values)
     each         {name: [values]}: one stage per value, ``{name}`` in its overrides replaced and
                  the value appended to its name (``ssd`` with benchmark lcb_v6: ``ssd lcb_v6``)
@@ -27,6 +29,7 @@ from typing import Any
 from ssd.config import ConfigError
 
 SCRIPTS = ("generate", "train", "evaluate")
+BEST_OF = "best_of:"   # checkpoints: the export another stage scored best
 FIELDS = ("script", "overrides", "samples", "model", "checkpoints", "sweep", "each", "role",
           "enabled")
 
@@ -108,7 +111,7 @@ def read_stages(stages: Mapping[str, Any], checkpoint_ok: Any) -> list[StageSpec
     if not isinstance(stages, Mapping) or not stages:
         raise ConfigError("study.stages: must declare at least one stage (conf/study/main.yaml)")
     specs: list[StageSpec] = []
-    kinds: dict[str, str] = {}   # declared name -> script
+    declared: dict[str, Mapping[str, Any]] = {}   # the stages above, by declared name
     for name, stage in stages.items():
         if not isinstance(stage, Mapping):
             raise ConfigError(f"study.stages.{name}: must be a mapping (script, overrides, ...)")
@@ -126,7 +129,7 @@ def read_stages(stages: Mapping[str, Any], checkpoint_ok: Any) -> list[StageSpec
             raise ConfigError(f"{_key(name, 'script')}={script}: must be one of "
                               + ", ".join(SCRIPTS))
         overrides = _override_items(name, stage.get("overrides") or [])
-        _check_feeds(name, script, stage, kinds, checkpoint_ok)
+        _check_feeds(name, script, stage, declared, checkpoint_ok)
         sweep = _sweep(name, script, stage.get("sweep"))
         for labels in _expansions(name, stage.get("each")):
             suffix = " ".join(str(v) for v in labels.values())
@@ -137,13 +140,15 @@ def read_stages(stages: Mapping[str, Any], checkpoint_ok: Any) -> list[StageSpec
                 samples=stage.get("samples"), model=stage.get("model"),
                 checkpoints=str(stage.get("checkpoints") or "last"), sweep=sweep,
                 role=stage.get("role"), labels=labels))
-        kinds[str(name)] = script
+        declared[str(name)] = stage
     return specs
 
 
-def _check_feeds(name: str, script: str, stage: Mapping[str, Any], kinds: Mapping[str, str],
-                 checkpoint_ok: Any) -> None:
-    """``samples`` and ``model`` name a stage declared above of the right script."""
+def _check_feeds(name: str, script: str, stage: Mapping[str, Any],
+                 declared: Mapping[str, Mapping[str, Any]], checkpoint_ok: Any) -> None:
+    """``samples`` and ``model`` name a stage declared above of the right script; a
+    ``best_of`` selection names an evaluation above of the same model's exports."""
+    kinds = {n: str(s.get("script")) for n, s in declared.items()}
     for field_name, (owner, source) in (("samples", ("train", "generate")),
                                         ("model", ("evaluate", "train"))):
         value = stage.get(field_name)
@@ -163,9 +168,17 @@ def _check_feeds(name: str, script: str, stage: Mapping[str, Any], kinds: Mappin
         if script != "evaluate" or stage.get("model") is None:
             raise ConfigError(f"{_key(name, 'checkpoints')}: only an evaluate stage with a model "
                               "selects checkpoints")
-        if not checkpoint_ok(stage.get("checkpoints")):
-            raise ConfigError(f"{_key(name, 'checkpoints')}={stage.get('checkpoints')}: must be "
-                              "last, all or every_<k> (k >= 1)")
+        chosen = str(stage.get("checkpoints"))
+        if chosen.startswith(BEST_OF):
+            source = declared.get(chosen.removeprefix(BEST_OF), {})
+            if source.get("script") != "evaluate" or source.get("model") != stage.get("model"):
+                raise ConfigError(f"{_key(name, 'checkpoints')}={chosen}: must name an enabled "
+                                  f"evaluate stage above it of the same model "
+                                  f"({stage.get('model')}); the main study's select stage is "
+                                  "enabled by study.select_on=<eval preset>")
+        elif not checkpoint_ok(chosen):
+            raise ConfigError(f"{_key(name, 'checkpoints')}={chosen}: must be last, all, "
+                              "every_<k> (k >= 1) or best_of:<stage>")
 
 
 def _sweep(name: str, script: str, sweep: Any) -> tuple[str, tuple[Any, ...]] | None:
