@@ -266,6 +266,24 @@ def test_stress_reports_diagnostics_the_heat_map_and_the_count_above_the_base(
 
 
 @pytest.mark.slow
+def test_transfer_runs_both_suites_and_writes_table_5(workspace: Path) -> None:
+    study(workspace, "study.base_sweep=[0.6,1.0]")   # reused when the main test ran
+    before = computations(workspace)
+    out = study(workspace, "study=transfer", "scale.evaluate=[eval.limit=1,eval.n=2,"
+                "decoding.max_tokens=16,progress=false,engine.enforce_eager=true]")
+    # the main study's generate and train stages are the transfer study's: reused
+    assert "train: complete, reused" in out and "generate: complete, reused" in out
+    [folder] = (workspace / "runs" / "study" / "transfer" / "tiny").iterdir()
+    table = json.loads((folder / "transfer.json").read_text())
+    assert [r["column"] for r in table["sets"]] == [
+        "AIME'24", "AIME'25", "HumanEval Py", "HumanEval Sh", "CruxEval I", "CruxEval O", "MMLU"]
+    assert "| +SSD |" in (folder / "transfer.md").read_text()
+    # two stages computed: the base model's suite and the SSD model's (each its seven sets, in
+    # one process and one engine)
+    assert computations(workspace) - before == 2
+
+
+@pytest.mark.slow
 def test_the_paper_view_collects_the_studies_beside_the_papers_numbers(workspace: Path) -> None:
     study(workspace, "study.base_sweep=[0.6,1.0]")   # reused when the main test ran
     study(workspace, "study=paper", tiny=())
