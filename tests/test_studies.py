@@ -235,7 +235,7 @@ def test_main_can_report_the_best_checkpoint_on_a_set_apart(workspace: Path) -> 
     folder = max((workspace / "runs" / "study" / "main" / "tiny").iterdir(),
                  key=lambda p: (p / "report.md").stat().st_mtime)
     stages = {s["name"]: s for s in json.loads((folder / "study.json").read_text())["stages"]}
-    scored = {r["checkpoint"]: json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
+    scored = {r["checkpoint"]: json.loads((workspace / r["run_dir"] / "metrics.json").read_text())
               for r in stages["select"]["runs"]}
     assert set(scored) == {"step-000002", "final"}
     best = max(scored, key=lambda c: (scored[c]["pass@1"], c == "final"))
@@ -269,8 +269,9 @@ def test_stress_reports_diagnostics_the_heat_map_and_the_count_above_the_base(
 def test_transfer_runs_both_suites_and_writes_table_5(workspace: Path) -> None:
     study(workspace, "study.base_sweep=[0.6,1.0]")   # reused when the main test ran
     before = computations(workspace)
-    out = study(workspace, "study=transfer", "scale.evaluate=[eval.limit=1,eval.n=2,"
-                "decoding.max_tokens=16,progress=false,engine.enforce_eager=true]")
+    out = study(workspace, "study=transfer", 'scale.evaluate=["eval.limit=1","eval.n=2",'
+                '"decoding.max_tokens=16","progress=false","engine.enforce_eager=true"]',
+                tiny=("model=tiny", "scale=tiny", "lock.poll_s=0.5"))
     # the main study's generate and train stages are the transfer study's: reused
     assert "train: complete, reused" in out and "generate: complete, reused" in out
     [folder] = (workspace / "runs" / "study" / "transfer" / "tiny").iterdir()
