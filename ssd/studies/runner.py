@@ -261,14 +261,13 @@ class StudyRunner:
             step.runs = [self._ensure(run) if execute else run]
             return step
         # checked with the base model in the checkpoint's place (the same keys, nothing loaded)
-        probe = self._one_evaluation(spec, [], spec.name)
+        self._one_evaluation(spec, [], spec.name)
         training = self.trained.get(str(spec.model))
         step = Step(spec)
         if training is None or not training.complete():
             step.waiting = f"after {spec.model} (its checkpoints: {spec.checkpoints})"
-            step.estimate = estimate("evaluate", compose_stage("evaluate", probe.overrides
-                                     if spec.sweep is None else self.overrides(spec, [])),
-                                     copies) + " per checkpoint"
+            step.estimate = estimate("evaluate", compose_stage(
+                "evaluate", self.overrides(spec, [])), copies) + " per checkpoint"
             return step
         trained = training.plan.run_dir
         last_step = int(training.record()["config"]["trainer"]["max_steps"])
