@@ -8,6 +8,11 @@ PIP := $(PY) -m pip
 ACCEL ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.setup-$(ACCEL)
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each running whole test files (a file's shared stages and engines
+# are built once, in one process). Two keep both cores of a small machine busy: most of an
+# end-to-end test is a stage process importing and starting its engine on one core.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo test test-fast lint docs bench clean-venv
 
@@ -41,10 +46,10 @@ demo: setup
 	$(PY) demo.py $(DEMO_ARGS)
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 # ruff's lint rules only: the code keeps its hand-aligned continuation lines, which `ruff format`
 # would rewrite wholesale.

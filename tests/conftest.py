@@ -64,3 +64,13 @@ def composed_stages(runner) -> dict[str, dict]:
         found[spec.name] = json.loads(json.dumps(OmegaConf.to_container(
             composed, resolve=True)).replace(str(REPO), "<repo>"))
     return found
+
+
+# The longest files first: `make test` runs whole files in two processes (pytest-xdist, in this
+# order), and the two finish together only when the long ones do not start last.
+LONGEST_FIRST = ("test_grid.py", "test_studies.py", "test_lab.py", "test_demo.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept

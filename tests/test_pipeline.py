@@ -1,19 +1,15 @@
-"""pipeline.py: checkpoint selection, the stage lock, the grid report on synthetic cells, and the
-grid end to end on the tiny model (real generate.py, train.py and evaluate.py processes): a
-2 x 2 x 3 grid computes each stage once, a rerun computes nothing, two overlapping commands share
-their stages, and a killed grid resumes without doing any stage twice."""
+"""pipeline.py without engines: checkpoint selection, the declared cell, bad grid values, the stage
+lock and the grid report on synthetic cells (the grid end to end: tests/test_grid.py)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,7 +20,7 @@ from ssd.overrides import truncation_overrides
 from ssd.pipeline.grid import cell_runner, check_grid
 from ssd.pipeline.grid_report import build_grid_report, write_grid_report
 from ssd.pipeline.lock import StageLock, process_start, stale_reason
-from ssd.pipeline.stages import COMPUTATIONS_FILE, driver_model_overrides, select_checkpoints
+from ssd.pipeline.stages import driver_model_overrides, select_checkpoints
 from tests.conftest import REPO, cli_error, compose, composed_stages
 
 # -- checkpoint selection -------------------------------------------------------------------------
@@ -259,151 +255,3 @@ def test_the_grid_report_compares_every_cell_with_the_table_4_base() -> None:
             "T 0.7, top-k 20, top-p 0.8)") in markdown
     assert "| table4 | 0.7 | baseline | 25.0% | 50.0% |" in markdown
     assert "- Base model, best decode-only setting in the grid: pass@1 25.0% at T 0.7" in markdown
-
-
-# -- end to end on the tiny model -----------------------------------------------------------------
-# Stages of seconds: 8 prompts x 48 tokens, 4 training steps of 2 sequences (exports at step 2 and
-# final), 2 problems x 5 samples of 16 tokens. The tiny model's samples are mostly one line, so
-# the test keeps those (the filter is not what this tests).
-TINY = ["model=tiny", "logger=none", "gen.limit=8", "eval.benchmark=lcb_sample",
-        'gen.overrides=["decoding.max_tokens=48","progress=false","engine.enforce_eager=true",'
-        '"filter.drop_single_line=false"]',
-        'train.overrides=["trainer.max_steps=4","trainer.global_batch_size=2",'
-        '"trainer.save_every_n_steps=2","trainer.max_seq_len=512","progress=false"]',
-        'eval.overrides=["eval.limit=2","eval.n=5","decoding.max_tokens=16","progress=false",'
-        '"engine.enforce_eager=true"]',
-        "lock.poll_s=0.5"]
-GRID = ["gen.T=1.0,2.0", "gen.truncation=none,k20_p0.8", "eval.T=0.6,1.4"]
-
-
-def grid_command(sweep: Path, *extra: str, tiny: list[str] = TINY) -> list[str]:
-    return [sys.executable, str(REPO / "pipeline.py"), "-m", *tiny, *extra,
-            f"hydra.sweep.dir={sweep}"]
-
-
-def run_grid(workspace: Path, sweep: str, *extra: str, tiny: list[str] = TINY) -> str:
-    result = subprocess.run(grid_command(workspace / sweep, *extra, tiny=tiny), cwd=workspace,
-                            capture_output=True, text=True, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def computed(workspace: Path) -> Counter:
-    """Completed computations per stage kind, from the stages' own records."""
-    counts: Counter = Counter()
-    for record in (workspace / "runs").rglob(COMPUTATIONS_FILE):
-        kind = record.relative_to(workspace / "runs").parts[0]
-        if record.parent.name.startswith("filter-"):
-            kind = "filter"  # a filter step computed on its own (samples already complete)
-        elif kind == "evaluate":
-            kind += " base" if record.parts[-4] == "tiny" else " ssd"
-        counts[kind] += len(record.read_text().splitlines())
-    return counts
-
-
-def per_stage(workspace: Path) -> list[int]:
-    return [len(p.read_text().splitlines()) for p in (workspace / "runs").rglob(COMPUTATIONS_FILE)]
-
-
-@pytest.mark.slow
-def test_the_grid_computes_every_stage_once_and_a_rerun_nothing(tmp_path: Path) -> None:
-    run_grid(tmp_path, "first", *GRID)
-    # one base evaluation: at Table 4's decoding (eval.base_decoding=table4), whatever T_eval
-    assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 8,
-                                  "evaluate base": 1}
-    assert set(per_stage(tmp_path)) == {1}
-    cells = [json.loads(p.read_text()) for p in (tmp_path / "first").rglob("cell.json")]
-    assert len(cells) == 8
-    assert sum(s["computed"] for c in cells for s in c["stages"]) == 4 + 4 + 8 + 1
-    assert all(0 <= c["diagnostics"]["code_block"] <= 1 for c in cells)
-    grid = json.loads((tmp_path / "first" / "grid.json").read_text())
-    assert len(grid["rows"]) == 8 and {f["group"] for f in grid["fits"]} == {"none", "k20_p0.8"}
-    assert {f["group"] for f in grid["fits_pass@5"]} == {"none", "k20_p0.8"}
-    [base] = grid["base"]
-    assert (base["reference"], base["t_eval"], base["top_k"]) == ("table4", 0.7, 20)
-    assert (tmp_path / "first" / "heatmap_k20_p0.8.png").exists()
-    # every evaluation (8 SSD, 1 base) on the same 2 problems, under the default grader
-    [stamp] = grid["stamps"]
-    assert len(stamp["evaluations"]) == 9 and stamp["grader"]["name"] == "default"
-    assert stamp["problem_set"]["problems"] == 2
-    markdown = (tmp_path / "first" / "grid.md").read_text()
-    assert "Every evaluation (9): problem set " in markdown
-    assert "Base model reference: Table 4's decoding" in markdown
-
-    again = run_grid(tmp_path, "again", *GRID)
-    assert computed(tmp_path) == {"generate": 4, "train": 4, "evaluate ssd": 8,
-                                  "evaluate base": 1}
-    assert ": done in" not in again
-    # generation, filter, training, final, base
-    assert again.count("complete, reused") == 8 * 5
-    assert (tmp_path / "again" / "grid.md").read_text().split("## Every")[1] == (
-        tmp_path / "first" / "grid.md").read_text().split("## Every")[1]
-
-
-@pytest.mark.slow
-def test_a_changed_filter_in_the_grid_refilters_and_retrains_but_never_resamples(
-        tmp_path: Path) -> None:
-    """The stale-reuse case through pipeline.py: the same cell with another filter value reuses
-    the samples, computes the new filter step, and trains and evaluates again."""
-    cell = ["gen.T=1.0", "gen.truncation=none", "eval.T=1.0", "eval.base=false"]
-    run_grid(tmp_path, "first", *cell)
-    assert computed(tmp_path) == {"generate": 1, "train": 1, "evaluate ssd": 1}
-    samples = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("samples.jsonl")}
-    tiny = [o.replace('"filter.drop_single_line=false"]', '"filter.drop_single_line=false",'
-                      '"filter.drop_shortest_fraction=0.5"]') for o in TINY]
-    assert tiny != TINY
-    out = run_grid(tmp_path, "refiltered", *cell, tiny=tiny)
-    assert "generate: complete, reused" in out
-    assert computed(tmp_path) == {"generate": 1, "filter": 1, "train": 2, "evaluate ssd": 2}
-    assert {p: p.read_bytes() for p in (tmp_path / "runs").rglob("samples.jsonl")} == samples
-    sets = sorted((tmp_path / "runs").rglob("train.jsonl"), key=lambda p: p.stat().st_mtime)
-    assert len(sets) == 2
-    assert len(sets[1].read_text().splitlines()) < len(sets[0].read_text().splitlines())
-
-
-@pytest.mark.slow
-def test_overlapping_grids_compute_each_shared_stage_once(tmp_path: Path) -> None:
-    """Two commands started together: the same generation and training, two T_eval values each,
-    one shared; every checkpoint evaluated ("all"); the base model at the grid's decoding."""
-    commands = [grid_command(tmp_path / name, "gen.T=1.0", "gen.truncation=none", values,
-                             "eval.checkpoints=all", "eval.base_decoding=grid")
-                for name, values in (("a", "eval.T=0.6,1.0"), ("b", "eval.T=1.0,1.4"))]
-    processes = [subprocess.Popen(c, cwd=tmp_path, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for c in commands]
-    outputs = [p.communicate(timeout=1500)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    # 1 generation, 1 training, 3 T_eval x 2 checkpoints, 3 base evaluations: each once
-    assert computed(tmp_path) == {"generate": 1, "train": 1, "evaluate ssd": 6,
-                                  "evaluate base": 3}
-    assert set(per_stage(tmp_path)) == {1}
-    assert any("is computing it; waiting" in out for out in outputs)
-    # every stage lock released (".merge.lock" is generate.py's own, a permanent flock file)
-    assert not [p for p in (tmp_path / "runs").rglob("*.lock") if not p.name.startswith(".")]
-
-
-@pytest.mark.slow
-def test_a_killed_grid_resumes_without_doing_a_stage_twice(tmp_path: Path) -> None:
-    grid = ["gen.T=1.0", "gen.truncation=none,top20_p08", "eval.T=1.0"]
-    log = open(tmp_path / "killed.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(grid_command(tmp_path / "killed", *grid), cwd=tmp_path, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    # Killed (the whole process group: pipeline.py, train.py, torchrun, the rank) once the first
-    # training has claimed its run directory.
-    deadline = time.monotonic() + 600
-    while (not list((tmp_path / "runs").glob("train/tiny/*/identity.json"))
-           and process.poll() is None and time.monotonic() < deadline):
-        time.sleep(0.05)
-    assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    log.close()
-    assert computed(tmp_path) == {"generate": 1}
-
-    out = run_grid(tmp_path, "resumed", *grid)
-    assert "took over a stale lock" in out
-    assert computed(tmp_path) == {"generate": 2, "train": 2, "evaluate ssd": 2,
-                                  "evaluate base": 1}
-    assert set(per_stage(tmp_path)) == {1}
-    trains = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob(COMPUTATIONS_FILE)
-              if "/train/" in str(p)]
-    assert sorted(t["resumed"] for t in trains) == [False, True]
