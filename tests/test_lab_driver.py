@@ -25,7 +25,7 @@ from ssd.lab.base import END, vocabulary, world_token
 from ssd.lab.world import World, build_world
 from ssd.pipeline import lab
 from ssd.pipeline.stages import compose_stage
-from tests.conftest import REPO, compose
+from tests.conftest import FED, REPO, compose, composed_stages
 
 C4_LAYOUT = ["root", "fork", "lock", "lock", "lock"]
 TEMPERATURES = (0.3, 0.5, 0.6394, 0.9, 1.3, 1.7, 2.0)
@@ -286,23 +286,30 @@ def test_evaluate_loads_a_lab_benchmark_without_calling_it_untested(c4: World,
         load_problems(cfg)
 
 
-def test_stage_overrides_carry_the_lab_values(c4: World, tmp_path: Path) -> None:
-    cfg = compose_stage("lab", [])
-    values = OmegaConf.to_container(cfg.lab, resolve=True)
+def test_the_declared_stages_carry_the_lab_values(c4: World, tmp_path: Path) -> None:
+    values = OmegaConf.to_container(compose_stage("lab", []).lab, resolve=True)
     assert isinstance(values, dict)
     files = lab.write_world_files(c4, tmp_path)
-    gen = lab.generate_overrides(c4, files, tmp_path / "base", values["ssd"], "none")
-    for expected in ("decoding.T=0.9", "decoding.n=32000", "truncation.top_p=0.85",
-                     "truncation.top_k=0", "decoding.max_tokens=6", "truncation.min_p=0.0",
-                     f"data.path={files.pool}"):
-        assert expected in gen
-    ev = lab.evaluate_overrides(c4, files, tmp_path / "m", "lab-c4-base", values["eval"], "none")
-    for expected in ("eval=lab", f"eval.path={files.benchmark}", "truncation.top_p=0.8",
-                     "decoding.max_tokens=6", "eval.n=2000"):
-        assert expected in ev
-    # Both compose into the stages' own configs.
-    assert compose_stage("generate", gen).truncation.top_p == 0.85
-    assert compose_stage("evaluate", [*ev, "decoding.T=0.7"]).eval.format == "lab"
+    runner = lab.chain_runner(lab.chain_values(c4, files, tmp_path / "base", "none",
+                                               values["ssd"], values["train"], values["eval"]),
+                              job="test")
+    assert [s.name for s in runner.specs] == ["generate", "train", "evaluate base", "evaluate ssd"]
+    stages = composed_stages(runner)
+    generate, evaluate = stages["generate"], stages["evaluate base"]
+    assert (generate["decoding"]["T"], generate["decoding"]["n"]) == (0.9, 32000)
+    assert (generate["truncation"]["top_k"], generate["truncation"]["top_p"]) == (0, 0.85)
+    assert generate["decoding"]["max_tokens"] == 6 and generate["data"]["path"] == str(files.pool)
+    assert (evaluate["eval"]["format"], evaluate["eval"]["path"]) == ("lab", str(files.benchmark))
+    assert (evaluate["truncation"]["top_p"], evaluate["eval"]["n"]) == (0.8, 2000)
+    assert evaluate["model"]["path"] == str(tmp_path / "base")
+    assert stages["evaluate ssd"]["model"]["path"] == FED["ssd"][0].split("=")[1]
+    # the sweep the plan shows is the lab's grid; the runner asks for the run's own when it runs
+    assert runner.specs[2].sweep == ("decoding.T", tuple(values["eval"]["temperatures"]))
+    # an ablation or a LoRA rank: the same stages without the base
+    alone = lab.chain_runner(lab.chain_values(c4, files, tmp_path / "base", "none", values["ssd"],
+                                              values["train"], values["eval"], "ssd-x", False),
+                             job="test")
+    assert [s.name for s in alone.specs] == ["generate", "train", "evaluate ssd"]
 
 
 # -- values that used to pass check_lab and fail only once stages had run -------------------------
@@ -349,22 +356,25 @@ RECORDED = json.loads((REPO / "tests" / "fixtures" / "lab_stage_configs.json").r
 
 @pytest.mark.parametrize("case", sorted(RECORDED))
 def test_the_lab_stages_compose_as_recorded(case: str) -> None:
+    """The declared stages (conf/study/lab.yaml) compose to what the lab's stages composed to
+    before they were declared: the same identities, the same numbers."""
     recorded = RECORDED[case]
     cfg = compose("lab", recorded["overrides"])
     world = lab.check_lab(cfg)
     values = OmegaConf.to_container(cfg.lab, resolve=True)
     files = lab.LabFiles(Path("runs/lab/w"), Path("runs/lab/w/pool.json"),
                          Path("runs/lab/w/benchmark.jsonl"))
-    logger, base, train_set = recorded["logger"], Path("/cache/base"), Path("runs/x/train.jsonl")
-    overrides = {
-        "generate": lab.generate_overrides(world, files, base, values["ssd"], logger),
-        "train": lab.train_overrides(world, base, train_set, values["train"], logger),
-        "train lora": lab.train_overrides(world, base, train_set, lab.lora_train_values(
-            values["train"], {"lr": None}, 2), logger),
-        "evaluate": lab.evaluate_overrides(world, files, Path("runs/t/hf/final"),
-                                           f"lab-{world.name}-ssd", values["eval"], logger)}
-    for name, found in overrides.items():
-        script = name.split()[0]
-        config = json.loads(json.dumps(OmegaConf.to_container(
-            compose_stage(script, found), resolve=True)).replace(str(REPO), "<repo>"))
-        assert config == recorded["stages"][name], name
+    chain = [world, files, Path("/cache/base"), recorded["logger"], values["ssd"]]
+    full = composed_stages(lab.chain_runner(lab.chain_values(
+        *chain, values["train"], values["eval"]), job="test"))
+    lora = composed_stages(lab.chain_runner(lab.chain_values(
+        *chain, lab.lora_train_values(values["train"], {"lr": None}, 2), values["eval"],
+        with_base=False), job="test"))
+    assert full["generate"] == recorded["stages"]["generate"]
+    assert full["train"] == recorded["stages"]["train"]
+    assert lora["train"] == recorded["stages"]["train lora"]
+    assert full["evaluate ssd"] == recorded["stages"]["evaluate"]
+    # the base's evaluation: the SSD model's, with the base in its place
+    base = copy.deepcopy(recorded["stages"]["evaluate"])
+    base["model"].update({"path": "/cache/base", "name": f"lab-{world.name}-base"})
+    assert full["evaluate base"] == base

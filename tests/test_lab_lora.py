@@ -12,6 +12,8 @@ from ssd.analysis import lab_paths as paths
 from ssd.config import ConfigError
 from ssd.pipeline import lab
 from ssd.pipeline.stages import compose_stage
+from ssd.tables import markdown_table
+from tests.conftest import composed_stages
 
 
 @pytest.mark.parametrize(("override", "key"), [
@@ -34,21 +36,24 @@ def test_the_lab_directory_changes_only_when_ranks_are_set() -> None:
 def test_an_adapter_trains_on_the_same_samples_with_the_same_schedule(tmp_path: Path) -> None:
     cfg = compose_stage("lab", [])
     world = lab.check_lab(cfg)
-    train = OmegaConf.to_container(cfg.lab.train, resolve=True)
-    assert isinstance(train, dict)
-    samples = tmp_path / "train.jsonl"
-    full = lab.train_overrides(world, tmp_path / "base", samples, train, "none")
-    assert not any(o.startswith("lora.") for o in full)  # full fine-tuning's run, as it was
+    values = OmegaConf.to_container(cfg.lab, resolve=True)
+    assert isinstance(values, dict)
+    files = lab.write_world_files(world, tmp_path)
 
-    for lr, expected in ((None, train["lr"]), (0.01, 0.01)):
-        values = lab.lora_train_values(train, {"ranks": [2], "lr": lr}, 2)
-        adapter = lab.train_overrides(world, tmp_path / "base", samples, values, "none")
-        assert "lora.rank=2" in adapter
-        composed = compose_stage("train", adapter)
-        assert composed.lora.rank == 2 and composed.optimizer.lr == expected
+    def trained(train: dict, with_base: bool = True) -> dict:
+        return composed_stages(lab.chain_runner(lab.chain_values(
+            world, files, tmp_path / "base", "none", values["ssd"], train, values["eval"],
+            with_base=with_base), job="test"))["train"]
+
+    full = trained(values["train"])
+    assert full["lora"]["rank"] == 0   # full fine-tuning's run, as it was
+    for lr, expected in ((None, values["train"]["lr"]), (0.01, 0.01)):
+        adapter = trained(lab.lora_train_values(values["train"], {"ranks": [2], "lr": lr}, 2),
+                          with_base=False)
+        assert adapter["lora"]["rank"] == 2 and adapter["optimizer"]["lr"] == expected
         # everything but the rate and the adapter is full fine-tuning's
-        differs = set(adapter) ^ set(full)
-        assert {o.split("=")[0] for o in differs} <= {"lora.rank", "optimizer.lr"}
+        assert {**adapter, "lora": full["lora"],
+                "optimizer": {**adapter["optimizer"], "lr": full["optimizer"]["lr"]}} == full
 
 
 def test_a_rank_is_reported_beside_full_fine_tuning(tmp_path: Path) -> None:
@@ -84,7 +89,7 @@ def test_a_rank_is_reported_beside_full_fine_tuning(tmp_path: Path) -> None:
     assert row["sampled_kept"] == pytest.approx(0.5)
     assert (row["trainable_parameters"], row["train_s"], row["evaluate_s"]) == (1234, 61.0, None)
 
-    table = "\n".join(lab.lora_markdown({**summary, "lora": [row]}))
+    table = markdown_table(*lab.lora_table({**summary, "lora": [row]}))
     assert "| full | all | 1.9000, 13.00% | +5.00 pp |" in table
     assert "| LoRA rank 2 (lr 0.002) | 1,234 |" in table
     assert "+2.00 pp (" in table and ", 50%) | 61 s, 0 s |" in table

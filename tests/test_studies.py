@@ -76,6 +76,10 @@ def test_a_bad_study_value_on_the_command_line_is_one_line_and_status_2(tmp_path
         .endswith("the main study's select stage is enabled by study.select_on=<eval preset>")
     assert cli_error("study", ["study=paper", "+study.stages.g.script=generate"], tmp_path) == [
         "error: study.stages: the paper report runs no stages; declare none"]
+    # the demo's, the grid's and the lab's chains are declared studies their own scripts run
+    assert cli_error("study", ["study=lab"], tmp_path) == [
+        "error: study=lab: lab.py runs this chain (its stages read lab.py's keys); run "
+        "python lab.py"]
 
 
 @pytest.mark.parametrize(("select_on", "message"), [

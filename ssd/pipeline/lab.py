@@ -19,14 +19,16 @@ error. The gain is SSD's best minus the base's best: sampled at each model's own
 temperature (planned from its exact curve), with a 95% interval from the binomial variances of
 the two independent sample sets.
 
-Each stage is a ``stages.ensure`` unit keyed by its content, so a rerun reuses everything and a
-changed value recomputes only what it changes (an ablation reuses the base and its evaluation).
+The stages are declared (conf/study/lab.yaml, reading ``lab_run``: ``chain_values``) and run by
+the study runner, each keyed by its content, so a rerun reuses everything and a changed value
+recomputes only what it changes (an ablation reuses the base and its evaluation). An evaluation
+sweep's temperatures are given when the runner reaches it: the models must be trained first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,26 +63,18 @@ from ssd.lab.base import (
     success_state_rows,
 )
 from ssd.lab.world import World, WorldError, build_world
-from ssd.overrides import overrides_from
-from ssd.pipeline.stages import (
-    LockSettings,
-    StageRun,
-    check_train,
-    ensure,
-    filter_stage,
-    generate_stages,
-    sweep_stage,
-    train_stage,
-)
+from ssd.pipeline.stages import CONF_DIR, StageRun, checkpoint_selection
 from ssd.plotting import pyplot, save_figure
 from ssd.records import write_json_atomic
-from ssd.tables import markdown_table
+from ssd.studies import StageSpec, StudyRunner, read_stages
+from ssd.templates import pct, pp, render, signed
 
 LAB_FORMAT = 1
 REPORT_FILE = "report.md"
 RESULT_FILE = "lab.json"
 FIGURE_FILE = "lab_curves.png"
 SSD_KEYS = ("samples", "t_train", "top_k", "top_p", "seed")
+LAB_STUDY = CONF_DIR / "study" / "lab.yaml"   # the stages, declared
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -167,22 +161,42 @@ def write_world_files(world: World, root: Path) -> LabFiles:
     return LabFiles(root, pool, bench)
 
 
-def model_values(model_dir: Path, name: str, logger: str) -> dict[str, Any]:
-    return {"model": "tiny", "model.path": str(model_dir), "model.name": name, "logger": logger,
-            "progress": False}
+def chain_values(world: World, files: LabFiles, base: Path, logger: str,
+                 ssd: Mapping[str, Any], train: Mapping[str, Any],
+                 evaluation: Mapping[str, Any], name: str = "ssd", with_base: bool = True
+                 ) -> dict[str, Any]:
+    """``lab_run``: what the declared stages (conf/study/lab.yaml) read for one SSD chain, typed
+    as the stages take them (a value written 1 and one written 1.0 are the same run). ``train``
+    with a ``lora_rank`` trains an adapter of that rank (train.py's other LoRA values as they
+    default); ``name`` names the SSD model's evaluation; ``with_base``: the base model's too."""
+    return {
+        "world": world.name, "max_tokens": world.depth + 1, "pool": str(files.pool),
+        "benchmark": str(files.benchmark), "base": str(base), "logger": logger,
+        "ssd": {"samples": int(ssd["samples"]), "t_train": float(ssd["t_train"]),
+                "top_k": int(ssd["top_k"]), "top_p": float(ssd["top_p"]),
+                "seed": int(ssd["seed"])},
+        "train": {"steps": int(train["steps"]),
+                  "global_batch_size": int(train["global_batch_size"]),
+                  "lr": float(train["lr"]), "min_lr": float(train["min_lr"]),
+                  "warmup_steps": int(train["warmup_steps"])},
+        "lora": [{"lora.rank": int(train["lora_rank"])}] if "lora_rank" in train else [],
+        "eval": {"n": int(evaluation["n"]), "seed": int(evaluation["seed"]),
+                 "top_k": int(evaluation["top_k"]), "top_p": float(evaluation["top_p"]),
+                 "temperatures": [float(t) for t in evaluation["temperatures"]]},
+        "ssd_name": name, "with_base": with_base}
 
 
-def generate_overrides(world: World, files: LabFiles, base: Path, ssd: Mapping[str, Any],
-                       logger: str) -> list[str]:
-    # The lab trains on every sample as drawn: no degeneracy rule applies to a world's tokens.
-    return overrides_from({
-        **model_values(base, f"lab-{world.name}", logger),
-        "data.path": str(files.pool), "data.field": "problem", "data.name": f"lab-{world.name}",
-        "data.limit": None, "decoding.T": float(ssd["t_train"]), "decoding.n": int(ssd["samples"]),
-        "decoding.seed": int(ssd["seed"]), "decoding.max_tokens": world.depth + 1,
-        "truncation.top_k": int(ssd["top_k"]), "truncation.top_p": float(ssd["top_p"]),
-        "truncation.min_p": 0.0, "filter.drop_empty": False, "filter.drop_single_line": False,
-        "filter.drop_shortest_fraction": 0.0})
+def chain_runner(values: Mapping[str, Any], job: str, label: str = "ssd",
+                 temperatures: Callable[[StageSpec, StudyRunner], Sequence[float]] | None = None
+                 ) -> StudyRunner:
+    """The lab's declared stages (conf/study/lab.yaml) for one chain's ``lab_run`` values, with
+    the study runner that makes them complete (``temperatures``: each sweep's, when it runs)."""
+    root = OmegaConf.create({"study": OmegaConf.load(LAB_STUDY), "lab_run": dict(values)})
+    stages = OmegaConf.to_container(root.study.stages, resolve=True)
+    assert isinstance(stages, dict)
+    return StudyRunner(root, read_stages(stages, checkpoint_selection), job, driver="lab",
+                       wiring=[], sweep_values=temperatures,
+                       label=lambda run: "base" if run.name == "evaluate base" else label)
 
 
 def lora_train_values(train: Mapping[str, Any], lora: Mapping[str, Any], rank: int
@@ -190,31 +204,6 @@ def lora_train_values(train: Mapping[str, Any], lora: Mapping[str, Any], rank: i
     """The lab's training values for a rank-``rank`` adapter: full fine-tuning's schedule, at
     ``lora.lr`` if set."""
     return {**train, "lora_rank": rank, "lr": train["lr"] if lora["lr"] is None else lora["lr"]}
-
-
-def train_overrides(world: World, base: Path, train_set: Path, train: Mapping[str, Any],
-                    logger: str) -> list[str]:
-    """train.py's overrides; ``train["lora_rank"]``, if there, trains an adapter of that rank
-    (train.py's other LoRA values as they default)."""
-    steps = int(train["steps"])
-    lora = {"lora.rank": int(train["lora_rank"])} if "lora_rank" in train else {}
-    return overrides_from({
-        **model_values(base, f"lab-{world.name}", logger), "data.samples": str(train_set),
-        "trainer.max_steps": steps, "trainer.global_batch_size": int(train["global_batch_size"]),
-        "trainer.max_seq_len": 4096, "trainer.activation_checkpointing": False,
-        "trainer.save_every_n_steps": steps, "trainer.precision": "fp32", "trainer.devices": 1,
-        "optimizer.lr": float(train["lr"]), "optimizer.min_lr": float(train["min_lr"]),
-        "optimizer.warmup_steps": int(train["warmup_steps"]), **lora})
-
-
-def evaluate_overrides(world: World, files: LabFiles, model_dir: Path, name: str,
-                       evaluation: Mapping[str, Any], logger: str) -> list[str]:
-    return overrides_from({
-        **model_values(model_dir, name, logger), "eval": "lab", "eval.path": str(files.benchmark),
-        "eval.name": f"lab-{world.name}", "eval.n": int(evaluation["n"]), "eval.ks": [1, 5],
-        "decoding.max_tokens": world.depth + 1, "decoding.seed": int(evaluation["seed"]),
-        "truncation.top_k": int(evaluation["top_k"]),
-        "truncation.top_p": float(evaluation["top_p"]), "truncation.min_p": 0.0})
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -250,30 +239,52 @@ class LabContext:
     files: LabFiles
     base_dir: Path
     logger: str
-    lock: LockSettings
+    evaluation: Mapping[str, Any]   # lab.eval
     job: str
 
 
-def ssd_model(ctx: LabContext, ssd: Mapping[str, Any], train: Mapping[str, Any],
-              label: str) -> tuple[Path, list[StageRun]]:
-    """generate -> filter -> train for one set of SSD values; the exported model's folder."""
-    gen_overrides = generate_overrides(ctx.world, ctx.files, ctx.base_dir, ssd, ctx.logger)
-    sampling, train_set = generate_stages(gen_overrides)
-    ensure(sampling, label, "lab", ctx.lock, ctx.job)
-    filtering = ensure(filter_stage(gen_overrides), label, "lab", ctx.lock, ctx.job)
-    overrides = train_overrides(ctx.world, ctx.base_dir, train_set, train, ctx.logger)
-    check_train(overrides)
-    training = ensure(train_stage(overrides), label, "lab", ctx.lock, ctx.job)
-    return Path(training.run_dir) / "hf" / "final", [sampling, filtering, training]
+@dataclass
+class Chain:
+    """One SSD chain made complete: its stage runs, its evaluations and each model's planned
+    best T (the base's only when the chain evaluates it)."""
+
+    stages: list[StageRun]
+    training: StageRun
+    ssd: Evaluated
+    base: Evaluated | None
+    best: dict[str, float]
 
 
-def evaluate_model(ctx: LabContext, name: str, model_dir: Path, evaluation: Mapping[str, Any],
-                   temperatures: Sequence[float], label: str) -> Evaluated:
-    overrides = evaluate_overrides(ctx.world, ctx.files, model_dir, f"lab-{ctx.world.name}-{name}",
-                                   evaluation, ctx.logger)
-    stage = ensure(sweep_stage(f"evaluate {name}", overrides, "decoding.T", temperatures), label,
-                   "lab", ctx.lock, ctx.job)
-    return evaluated(name, ctx.world, stage, temperatures)
+def run_chain(ctx: LabContext, ssd: Mapping[str, Any], train: Mapping[str, Any], label: str,
+              name: str = "ssd", with_base: bool = True) -> Chain:
+    """generate -> filter -> train for one set of SSD and training values, then the evaluation
+    sweeps: with the base, both models at the lab's temperatures and both planned bests (one
+    grid, so the two are compared at the same points); without, the SSD model at its own best."""
+    top_p = float(ctx.evaluation["top_p"])
+    best: dict[str, float] = {}
+
+    def temperatures(spec: StageSpec, runner: StudyRunner) -> list[float]:
+        if not best:
+            if with_base:
+                best["base"] = planned_best(ctx.world, ctx.base_dir, top_p)
+            export = Path(runner.trained["train"].run_dir) / "hf" / "final"
+            best["ssd"] = planned_best(ctx.world, export, top_p)
+        if not with_base:
+            return [best["ssd"]]
+        return sorted({float(t) for t in ctx.evaluation["temperatures"]} | set(best.values()))
+
+    values = chain_values(ctx.world, ctx.files, ctx.base_dir, ctx.logger, ssd, train,
+                          ctx.evaluation, name, with_base)
+    runner = chain_runner(values, ctx.job, label, temperatures)
+    steps = {step.spec.name: step for step in runner.run()}
+    stages = [run for step in steps.values() for run in step.runs]
+
+    def result(stage: str, model: str) -> Evaluated:
+        step = steps[stage]
+        return evaluated(model, ctx.world, step.runs[0], step.spec.sweep[1])
+
+    return Chain(stages, steps["train"].runs[0], result("evaluate ssd", name),
+                 result("evaluate base", "base") if with_base else None, best)
 
 
 def planned_best(world: World, model_dir: Path, top_p: float) -> float:
@@ -303,54 +314,45 @@ def run_lab(cfg: DictConfig) -> Path:
     out = Path(cfg.output_dir) if cfg.output_dir else (
         Path("runs") / "lab" / f"{world.name}-{lab_identity(cfg)}")
     logger = "wandb" if cfg.logger.get("wandb") else "none"
-    ctx = LabContext(world, write_world_files(world, out), Path(), logger,
-                     LockSettings(), f"lab-{time.time():.0f}")
     print(f"lab: world {world.name} ({len(world.prompts)} prompts, depth {world.depth}) -> {out}",
           flush=True)
+    files = write_world_files(world, out)
     fit_started = time.perf_counter()
-    ctx.base_dir = fitted_base(world, FitSettings(**lab["base"]))
+    base_dir = fitted_base(world, FitSettings(**lab["base"]))
     fit_s = time.perf_counter() - fit_started
-    evaluation = lab["eval"]
-    top_p = float(evaluation["top_p"])
+    ctx = LabContext(world, files, base_dir, logger, lab["eval"], f"lab-{time.time():.0f}")
 
-    ssd_dir, ssd_stages = ssd_model(ctx, lab["ssd"], lab["train"], "ssd")
-    best = {"base": planned_best(world, ctx.base_dir, top_p),
-            "ssd": planned_best(world, ssd_dir, top_p)}
-    grid = sorted({float(t) for t in evaluation["temperatures"]} | set(best.values()))
-    base = evaluate_model(ctx, "base", ctx.base_dir, evaluation, grid, "base")
-    ssd = evaluate_model(ctx, "ssd", ssd_dir, evaluation, grid, "ssd")
+    main = run_chain(ctx, lab["ssd"], lab["train"], "ssd")
+    assert main.base is not None
+    base, ssd, best = main.base, main.ssd, main.best
 
     ablations = []
     if cfg.ablate:
         for entry in lab.get("ablations") or []:
             values = {**lab["ssd"], **(entry.get("ssd") or {})}
-            label = f"ablation {entry['name']}"
-            model_dir, stages = ssd_model(ctx, values, lab["train"], label)
-            t_best = planned_best(world, model_dir, top_p)
-            result = evaluate_model(ctx, f"ssd-{entry['name']}", model_dir, evaluation, [t_best],
-                                    label)
-            ablations.append((entry["name"], values, result, t_best, [*stages, result.stage]))
+            chain = run_chain(ctx, values, lab["train"], f"ablation {entry['name']}",
+                              f"ssd-{entry['name']}", with_base=False)
+            ablations.append((entry["name"], values, chain.ssd, chain.best["ssd"], chain.stages))
 
     adapters = []
     lora = OmegaConf.to_container(cfg.lora, resolve=True)
     assert isinstance(lora, dict)
     for rank in lora["ranks"]:
-        label = f"lora rank {rank}"
         values = lora_train_values(lab["train"], lora, rank)
-        model_dir, stages = ssd_model(ctx, lab["ssd"], values, label)
-        t_best = planned_best(world, model_dir, top_p)
-        result = evaluate_model(ctx, f"ssd-lora{rank}", model_dir, evaluation, [t_best], label)
-        adapters.append(AdapterRun(rank, values, result, t_best, stages[-1], result.stage))
+        chain = run_chain(ctx, lab["ssd"], values, f"lora rank {rank}", f"ssd-lora{rank}",
+                          with_base=False)
+        adapters.append(AdapterRun(rank, values, chain.ssd, chain.best["ssd"], chain.training,
+                                   chain.ssd.stage))
 
     models = lab_models(world, lab, base, ssd)
     summary = summarise(world, lab, models, base, ssd, best, ablations)
     if adapters:
-        summary["lora"] = lora_rows(world, top_p, summary, adapters)
+        summary["lora"] = lora_rows(world, float(lab["eval"]["top_p"]), summary, adapters)
     summary["timing"] = {
         "total_s": round(time.perf_counter() - started, 1), "base_fit_s": round(fit_s, 1),
         "stages": [{"stage": f"{label} {s.name}".strip(), "computed": s.computed,
                     "wall_s": s.wall_s}
-                   for label, group in [("", [*ssd_stages, base.stage, ssd.stage]),
+                   for label, group in [("", main.stages),
                                         *((f"ablation {a[0]}", a[4]) for a in ablations),
                                         *((f"lora rank {a.rank}", [a.training, a.evaluation])
                                           for a in adapters)]
@@ -497,19 +499,7 @@ def lora_rows(world: World, top_p: float, summary: Mapping[str, Any],
 def lab_headline(report: Path) -> str:
     """The demo report's opening: the lab's measured gain, from its lab.json."""
     summary = json.loads((report.parent / RESULT_FILE).read_text())
-    head, sm, e = summary["headline"], summary["sampled"], summary["exact"]
-    return "\n".join([
-        f"# SSD lab (world `{summary['world']}`): measured gain {100 * head['gain']:+.2f} pp "
-        f"(95% CI {100 * head['gain_low']:+.2f} to {100 * head['gain_high']:+.2f})",
-        "",
-        f"A small transformer fitted to the paper's lock/fork toy (Appendix C.4) went through the "
-        f"real generate.py -> train.py -> evaluate.py. Best sampled success: base "
-        f"{_pct(sm['base']['p'])} at T {sm['base']['t']:.4g}, SSD {_pct(sm['ssd']['p'])} at T "
-        f"{sm['ssd']['t']:.4g} ({sm['ssd']['n']} samples each). Exact for the learned models: "
-        f"{_pct(e['base']['p'])} -> {_pct(e['ssd']['p'])} ({100 * head['exact_gain']:+.2f} pp); "
-        f"the paper's analytic toy: {100 * head['analytic_gain']:+.2f} pp. Full lab report: "
-        f"`{report}`.",
-        "", ""])
+    return render("lab_headline.md.j2", s=summary, report=report)
 
 
 def plot_curves(path: Path, world: World, lab: Mapping[str, Any], models: LabModels,
@@ -558,132 +548,68 @@ def _by_archetype(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[s
     return groups
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
 def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, Any],
                     figure: str) -> str:
-    head, a, e, sm = (summary[k] for k in ("headline", "analytic", "exact", "sampled"))
-    s, ev = lab["ssd"], lab["eval"]
-    fit = summary["fit"]
-    lines = [
-        f"# SSD lab: world `{world.name}`",
-        "",
-        f"**Measured SSD gain: {100 * head['gain']:+.2f} pp** (95% CI "
-        f"{100 * head['gain_low']:+.2f} to {100 * head['gain_high']:+.2f} pp): SSD "
-        f"{_pct(sm['ssd']['p'])} at T {sm['ssd']['t']:.4g} vs base {_pct(sm['base']['p'])} at T "
-        f"{sm['base']['t']:.4g}, {sm['ssd']['n']} samples each. Exact for the learned models: "
-        f"{100 * head['exact_gain']:+.2f} pp; analytic (the paper's toy): "
-        f"{100 * head['analytic_gain']:+.2f} pp.",
-        "",
-        f"SSD: {s['samples']} samples of the fitted base at T_train {s['t_train']}, top-k "
-        f"{s['top_k']}, top-p {s['top_p']}; train.py {lab['train']['steps']} steps of "
-        f"{lab['train']['global_batch_size']}; evaluation top-p {ev['top_p']}, top-k "
-        f"{ev['top_k']}, {ev['n']} samples per prompt and temperature.",
-        "",
-        f"Analytic optima over all T (the paper's C.4): teacher {_pct(a['paper_teacher']['p'])} "
-        f"at T {a['paper_teacher']['t']:.4f}, student {_pct(a['paper_student']['p'])} at T "
-        f"{a['paper_student']['t']:.4f}. vLLM samples at T <= {VLLM_MAX_T:g}, so the table's "
-        "optima are taken there.",
-        "",
-        markdown_table(
-            ["model", "analytic best (T, P)", "learned, exact best (T, P)",
-             "sampled at its best (T, P ± SE)", "exact there"],
-            [[who, f"{a[paper]['t']:.4f}, {_pct(a[paper]['p'])}",
-              f"{e[learned]['t']:.4f}, {_pct(e[learned]['p'])} ({e[learned]['approach']})",
-              f"{sm[learned]['t']:.4f}, {_pct(sm[learned]['p'])} ± "
-              f"{100 * sm[learned]['se']:.2f}", _pct(sm[learned]["exact"])]
-             for who, paper, learned in (("base", "teacher", "base"),
-                                         ("SSD", "student", "ssd"))]),
-    ]
-    lines += [
-        "",
-        f"**Fit of the base** (its raw distributions read off vLLM vs the teacher's, at every "
-        f"state on a success path): largest error on a state's four most likely tokens "
-        f"{fit['head']:.4f}, on any world token {fit['any_token']:.4f}; end-of-turn mass missing "
-        f"where the teacher ends {fit['end_of_turn']:.2e}.",
-        "",
-        f"**Sampled vs exact** at every evaluated point: largest |z| = {summary['max_abs_z']:.2f} "
-        f"over {len(summary['points'])} points (z = (sampled - exact) / SE).",
-        "",
-        markdown_table(["model", "T", "sampled", "exact", "z"],
-                       [[p["model"], f"{p['t']:.4g}", _pct(p["sampled"]), _pct(p["exact"]),
-                         f"{p['z']:+.2f}"] for p in summary["points"]]),
-        "",
-        "## Where the sharpening happened",
-        "",
-        "Raw next-token distributions along each prompt's first success path, base -> SSD: mass "
-        "on the success tokens, mass on the tokens the training decoding cuts, entropy (nats).",
-        "",
-        "By archetype (mean over prompts and positions): " + "; ".join(
-            f"{kind}: success {np.mean([r['base_success'] for r in rows]):.3f} -> "
-            f"{np.mean([r['ssd_success'] for r in rows]):.3f}, entropy "
-            f"{np.mean([r['base_entropy'] for r in rows]):.2f} -> "
-            f"{np.mean([r['ssd_entropy'] for r in rows]):.2f}"
-            for kind, rows in _by_archetype(summary["sharpening"]).items()) + ".",
-        "",
-        markdown_table(
-            ["prompt", "position", "archetype", "success mass", "cut mass", "entropy"],
-            [[r["prompt"], r["position"], r["archetype"],
-              f"{r['base_success']:.3f} -> {r['ssd_success']:.3f}",
-              f"{r['base_cut']:.2e} -> {r['ssd_cut']:.2e}",
-              f"{r['base_entropy']:.3f} -> {r['ssd_entropy']:.3f}"]
-             for r in summary["sharpening"]]),
-    ]
-    if summary["ablations"]:
-        lines += ["", "## Ablations", "",
-                  "Each re-runs SSD with other training-decoding values; gains are against the "
-                  "same base (sampled at each model's best).", "",
-                  markdown_table(
-                      ["ablation", "T_train", "top-p", "analytic gain", "exact gain",
+    """report.md: ``ssd/templates/lab_report.md.j2`` with the tables built here."""
+    a, e, sm = summary["analytic"], summary["exact"], summary["sampled"]
+    tables = {
+        "optima": (["model", "analytic best (T, P)", "learned, exact best (T, P)",
+                    "sampled at its best (T, P ± SE)", "exact there"],
+                   [[who, f"{a[paper]['t']:.4f}, {pct(a[paper]['p'])}",
+                     f"{e[mine]['t']:.4f}, {pct(e[mine]['p'])} ({e[mine]['approach']})",
+                     _sampled_cell(sm[mine]), pct(sm[mine]["exact"])]
+                    for who, paper, mine in (("base", "teacher", "base"),
+                                             ("SSD", "student", "ssd"))]),
+        "points": (["model", "T", "sampled", "exact", "z"],
+                   [[p["model"], f"{p['t']:.4g}", pct(p["sampled"]), pct(p["exact"]),
+                     f"{p['z']:+.2f}"] for p in summary["points"]]),
+        "sharpening": (["prompt", "position", "archetype", "success mass", "cut mass", "entropy"],
+                       [[r["prompt"], r["position"], r["archetype"],
+                         f"{r['base_success']:.3f} -> {r['ssd_success']:.3f}",
+                         f"{r['base_cut']:.2e} -> {r['ssd_cut']:.2e}",
+                         f"{r['base_entropy']:.3f} -> {r['ssd_entropy']:.3f}"]
+                        for r in summary["sharpening"]]),
+        "ablations": (["ablation", "T_train", "top-p", "analytic gain", "exact gain",
                        "sampled gain (95% CI)"],
-                      [[r["name"], r["ssd"]["t_train"], r["ssd"]["top_p"],
-                        f"{100 * r['analytic_gain']:+.2f} pp", f"{100 * r['exact_gain']:+.2f} pp",
-                        f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
-                        f"{100 * r['sampled_high']:+.2f})"] for r in summary["ablations"]])]
-    if summary.get("lora"):
-        lines += lora_markdown(summary)
-    timing = summary.get("timing", {})
-    lines += ["", f"![P(T)]({figure})", "",
-              f"Time: {timing.get('total_s', 0):.0f} s in all (base fit "
-              f"{timing.get('base_fit_s', 0):.0f} s, 0 when cached); stages: "
-              + ", ".join(f"{t['stage']} {t['wall_s'] or 0:.0f} s"
-                          + ("" if t["computed"] else " (reused)")
-                          for t in timing.get("stages", [])), ""]
-    return "\n".join(lines)
+                      [[r["name"], r["ssd"]["t_train"], r["ssd"]["top_p"], pp(r["analytic_gain"]),
+                        pp(r["exact_gain"]), _interval_cell(r)] for r in summary["ablations"]])}
+    archetypes = {kind: {key: float(np.mean([r[key] for r in rows]))
+                         for key in ("base_success", "ssd_success", "base_entropy",
+                                     "ssd_entropy")}
+                  for kind, rows in _by_archetype(summary["sharpening"]).items()}
+    return render("lab_report.md.j2", world=world.name, lab=lab, s=summary, tables=tables,
+                  archetypes=archetypes, figure=figure, max_t=VLLM_MAX_T,
+                  lora_table=lora_table(summary) if summary.get("lora") else None)
+
+
+def _sampled_cell(at: Mapping[str, Any]) -> str:
+    return f"{at['t']:.4f}, {pct(at['p'])} ± {100 * at['se']:.2f}"
+
+
+def _interval_cell(row: Mapping[str, Any], kept: str = "") -> str:
+    """A sampled gain with its 95% interval (and the share of full fine-tuning's it keeps)."""
+    return (f"{pp(row['sampled_gain'])} ({signed(row['sampled_low'])} to "
+            f"{signed(row['sampled_high'])}{kept})")
 
 
 def _kept(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.0f}%"
 
 
-def lora_markdown(summary: Mapping[str, Any]) -> list[str]:
-    """The LoRA section: each rank beside full fine-tuning, against the same base."""
+def lora_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The LoRA table: each rank beside full fine-tuning, against the same base."""
     head, e, sm = summary["headline"], summary["exact"], summary["sampled"]
-    lines = ["", "## LoRA", "",
-             "SSD trained through a LoRA adapter (every linear layer but the head, alpha = 2 x "
-             "rank) on the same samples with the same schedule, evaluated at its own best T; "
-             "gains are against the same base sample. Kept: the rank's gain as a share of full "
-             "fine-tuning's.", "",
-             markdown_table(
-                 ["fine-tuning", "trainable parameters", "exact best (T, P)",
-                  "exact gain (kept)", "sampled at its best (T, P ± SE)",
-                  "sampled gain (95% CI, kept)", "train, evaluate"],
-                 [["full", "all", f"{e['ssd']['t']:.4f}, {_pct(e['ssd']['p'])}",
-                   f"{100 * head['exact_gain']:+.2f} pp",
-                   f"{sm['ssd']['t']:.4f}, {_pct(sm['ssd']['p'])} ± {100 * sm['ssd']['se']:.2f}",
-                   f"{100 * head['gain']:+.2f} pp ({100 * head['gain_low']:+.2f} to "
-                   f"{100 * head['gain_high']:+.2f})", "see below"],
-                  *([f"LoRA rank {r['rank']} (lr {r['lr']:g})",
-                     "-" if r["trainable_parameters"] is None
-                     else f"{r['trainable_parameters']:,}",
-                     f"{r['exact']['t']:.4f}, {_pct(r['exact']['p'])}",
-                     f"{100 * r['exact_gain']:+.2f} pp ({_kept(r['exact_kept'])})",
-                     f"{r['sampled']['t']:.4f}, {_pct(r['sampled']['p'])} ± "
-                     f"{100 * r['sampled']['se']:.2f}",
-                     f"{100 * r['sampled_gain']:+.2f} pp ({100 * r['sampled_low']:+.2f} to "
-                     f"{100 * r['sampled_high']:+.2f}, {_kept(r['sampled_kept'])})",
-                     f"{r['train_s'] or 0:.0f} s, {r['evaluate_s'] or 0:.0f} s"]
-                    for r in summary["lora"])])]
-    return lines
+    full = ["full", "all", f"{e['ssd']['t']:.4f}, {pct(e['ssd']['p'])}", pp(head["exact_gain"]),
+            _sampled_cell(sm["ssd"]),
+            f"{pp(head['gain'])} ({signed(head['gain_low'])} to {signed(head['gain_high'])})",
+            "see below"]
+    ranks = [[f"LoRA rank {r['rank']} (lr {r['lr']:g})",
+              "-" if r["trainable_parameters"] is None else f"{r['trainable_parameters']:,}",
+              f"{r['exact']['t']:.4f}, {pct(r['exact']['p'])}",
+              f"{pp(r['exact_gain'])} ({_kept(r['exact_kept'])})", _sampled_cell(r["sampled"]),
+              _interval_cell(r, f", {_kept(r['sampled_kept'])}"),
+              f"{r['train_s'] or 0:.0f} s, {r['evaluate_s'] or 0:.0f} s"]
+             for r in summary["lora"]]
+    return (["fine-tuning", "trainable parameters", "exact best (T, P)", "exact gain (kept)",
+             "sampled at its best (T, P ± SE)", "sampled gain (95% CI, kept)", "train, evaluate"],
+            [full, *ranks])

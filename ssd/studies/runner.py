@@ -17,8 +17,8 @@ name, role, labels, checkpoint, run directories, computed or reused) and the stu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,10 @@ def study_specs(cfg: DictConfig) -> list[StageSpec]:
 
     require(cfg, "study.name", lambda v: isinstance(v, str) and v.isidentifier(),
             "a name (letters, digits, _)")
+    driver = cfg.study.get("driver")
+    if driver:  # a driver's own chain: its stages read that script's keys
+        raise ConfigError(f"study={cfg.study.name}: {driver}.py runs this chain (its stages read "
+                          f"{driver}.py's keys); run python {driver}.py")
     require(cfg, "study.report", lambda v: v in REPORTS, "one of " + ", ".join(REPORTS))
     require(cfg, "dry_run", lambda v: isinstance(v, bool), "true or false")
     for script in SCRIPTS:
@@ -185,13 +189,17 @@ class StudyRunner:
 
     A driver that runs a study inside its own command (demo.py) names itself (``driver``), gives
     the overrides every stage starts with (``wiring``; default: the model, the experiment and
-    the logger of ``cfg``), the console label of each stage run (``label``) and what to do
-    after each (``on_stage``: its state file)."""
+    the logger of ``cfg``), the console label of each stage run (``label``), what to do after
+    each (``on_stage``: its state file) and, where a sweep's values depend on what the stages
+    above it made, those values when the stage runs (``sweep_values``: the lab's temperatures
+    include each trained model's planned best; the plan shows the declared ones)."""
 
     def __init__(self, cfg: DictConfig, specs: list[StageSpec], job: str, *,
                  driver: str = "study", wiring: list[str] | None = None,
                  label: Callable[[StageRun], str] | None = None,
-                 on_stage: Callable[[StageRun], None] | None = None) -> None:
+                 on_stage: Callable[[StageRun], None] | None = None,
+                 sweep_values: Callable[[StageSpec, StudyRunner], Sequence[Any]] | None = None
+                 ) -> None:
         self.cfg, self.specs, self.job, self.driver = cfg, specs, job, driver
         lock = cfg.get("lock")
         self.lock = LockSettings() if lock is None else LockSettings(
@@ -201,6 +209,7 @@ class StudyRunner:
         self.scale = cfg.get("scale")
         self.label = label or (lambda run: f"[{cfg.study.name}]")
         self.on_stage = on_stage or (lambda run: None)
+        self.sweep_values = sweep_values
         self.generated: dict[str, tuple[list[str], Path]] = {}   # name -> overrides, train set
         self.trained: dict[str, StageRun] = {}                   # name -> train stage run
         self.evaluated: dict[str, list[StageRun]] = {}           # name -> its runs (a model's)
@@ -217,6 +226,8 @@ class StudyRunner:
 
     def step(self, spec: StageSpec, execute: bool) -> Step:
         """The stage runs of ``spec`` (computed when ``execute``), or why it must wait."""
+        if execute and spec.sweep is not None and self.sweep_values is not None:
+            spec = replace(spec, sweep=(spec.sweep[0], tuple(self.sweep_values(spec, self))))
         return {"generate": self._generate, "train": self._train,
                 "evaluate": self._evaluate}[spec.script](spec, execute)
 
