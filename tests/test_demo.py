@@ -532,40 +532,6 @@ def test_every_demo_stage_and_the_report_log_an_offline_wandb_run(resumed: Resum
             "demo/lcb_sample/ssd_minus_base/pass@1/p"} <= set(demo)
 
 
-@pytest.mark.slow
-def test_a_changed_filter_in_the_demo_refilters_and_retrains_but_never_resamples(
-        resumed: Resumed) -> None:
-    """The stale-reuse case through demo.py: another filter value reuses the samples (and the
-    base evaluation), computes the new filter step, then trains and evaluates the SSD model
-    again. (The tiny model's samples are mostly single lines: keeping those changes the
-    training set.)"""
-    workspace = resumed.workspace
-    samples = (resumed.dirs["generate"] / "samples.jsonl").read_bytes()
-    refilter = [o.replace('demo.extra.generate=["progress=false"]',
-                          'demo.extra.generate=["progress=false",'
-                          '"filter.drop_single_line=false"]') for o in TINY]
-    assert refilter != TINY
-    result = subprocess.run([sys.executable, str(REPO / "demo.py"), *refilter], cwd=workspace,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for name in ("generate", "evaluate base lcb_sample"):
-        assert f"{name}: complete, reused" in result.stdout
-    assert (resumed.dirs["generate"] / "samples.jsonl").read_bytes() == samples
-    assert len(computations(resumed.dirs["generate"])) == 1
-    filters = sorted(resumed.dirs["generate"].glob("filter-*"))
-    assert len(filters) == 2
-    sets = [(f / "train.jsonl").read_bytes() for f in filters]
-    assert sets[0] != sets[1]
-    assert sorted(len(computations(f)) for f in filters) == [0, 1]  # the new one, on its own
-    trains = sorted(p.parent for p in workspace.glob("runs/train/tiny/*/run.json"))
-    assert len(trains) == 2 and all(len(computations(t)) == 1 for t in trains)
-    states = [json.loads(p.read_text()) for p in workspace.glob("runs/demo/tiny/*/stages.json")]
-    assert len(states) == 2
-    ssd_runs = {s["run_dir"] for state in states for s in state["stages"]
-                if s["name"] == "evaluate ssd lcb_sample"}
-    assert len(ssd_runs) == 2
-
-
 def test_the_report_states_the_pools_decontamination() -> None:
     record = {"sets": ["lcb_v6"], "checked": 64, "overlapping": 2, "shares_any_ngram": 35}
     assert decontamination_cell(record) == (
