@@ -131,11 +131,13 @@ def processes_using(run_dir: Path) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("devices", [1, 2])
 def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_the_same_weights(
-        samples, reference, tmp_path, devices):
-    """Killed on ``devices`` processes: the same command resumes, and so does the checkpoint on
-    the other process count (one process trains unsharded, two shard with FSDP2)."""
+        samples, reference, tmp_path):
+    """Killed on two processes (FSDP2-sharded; both ranks must die with their launcher): the same
+    command resumes, and the checkpoint resumes on one process too. (One process killed and
+    resumed is the same trainer at world size 1; the grid's and the demo's killed runs resume
+    it, and tests/test_lora.py resumes a one-process checkpoint on two.)"""
+    devices = 2
     def command(out: Path, processes: int) -> list[str]:
         return train_command(samples, out, "trainer.max_steps=8", "trainer.save_every_n_steps=4",
                              "logger=none", f"trainer.devices={processes}")
@@ -163,13 +165,11 @@ def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_the_same_weights(
     record = json.loads((out / "run.json").read_text())
     assert record["resumed_from"].endswith("step-000004.ckpt")
     # The reference ran on one process: float summation order differs on two.
-    tolerance = 1e-6 if devices == 1 else 1e-5
-    assert max_difference(weights(reference), weights(out)) < tolerance
+    assert max_difference(weights(reference), weights(out)) < 1e-5
 
-    other = 3 - devices
-    run(command(moved, other), tmp_path)
+    run(command(moved, 1), tmp_path)
     record = json.loads((moved / "run.json").read_text())
-    assert record["world_size"] == other and record["resumed_from"].endswith("step-000004.ckpt")
+    assert record["world_size"] == 1 and record["resumed_from"].endswith("step-000004.ckpt")
     assert max_difference(weights(reference), weights(moved)) < 1e-5
 
 
