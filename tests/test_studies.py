@@ -19,6 +19,7 @@ from ssd.pipeline.stages import COMPUTATIONS_FILE, checkpoint_selection
 from ssd.studies.main_report import best_point, margins, table2
 from ssd.studies.paper_numbers import PAPER_TABLE2
 from ssd.studies.results import EvalRun
+from ssd.studies.runner import study_specs
 from ssd.studies.spec import read_stages
 from ssd.studies.stress_report import grid_cells, ridge
 from tests.conftest import REPO, cli_error, compose
@@ -76,10 +77,17 @@ def test_a_bad_study_value_on_the_command_line_is_one_line_and_status_2(tmp_path
         .endswith("the main study's select stage is enabled by study.select_on=<eval preset>")
     assert cli_error("study", ["study=paper", "+study.stages.g.script=generate"], tmp_path) == [
         "error: study.stages: the paper report runs no stages; declare none"]
-    # the demo's, the grid's and the lab's chains are declared studies their own scripts run
-    assert cli_error("study", ["study=lab"], tmp_path) == [
-        "error: study=lab: lab.py runs this chain (its stages read lab.py's keys); run "
-        "python lab.py"]
+
+
+@pytest.mark.parametrize(("study", "script"), [("demo", "demo"), ("grid", "pipeline"),
+                                               ("lab", "lab")])
+def test_a_drivers_chain_is_refused_by_study_py_naming_its_script(study: str, script: str) -> None:
+    """The demo's, the grid's and the lab's chains are declared studies their own scripts run
+    (their stages read those scripts' keys)."""
+    with pytest.raises(ConfigError, match=rf"^study={study}: {script}\.py runs this chain \(its "
+                                          rf"stages read {script}\.py's keys\); run python "
+                                          rf"{script}\.py$"):
+        study_specs(compose("study", [f"study={study}"]))
 
 
 @pytest.mark.parametrize(("select_on", "message"), [
