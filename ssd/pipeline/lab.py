@@ -572,7 +572,7 @@ def report_markdown(world: World, lab: Mapping[str, Any], summary: Mapping[str, 
         "ablations": (["ablation", "T_train", "top-p", "analytic gain", "exact gain",
                        "sampled gain (95% CI)"],
                       [[r["name"], r["ssd"]["t_train"], r["ssd"]["top_p"], pp(r["analytic_gain"]),
-                        pp(r["exact_gain"]), _interval_cell(r)] for r in summary["ablations"]])}
+                        pp(r["exact_gain"]), _sampled_gain_cell(r)] for r in summary["ablations"]])}
     archetypes = {kind: {key: float(np.mean([r[key] for r in rows]))
                          for key in ("base_success", "ssd_success", "base_entropy",
                                      "ssd_entropy")}
@@ -586,10 +586,13 @@ def _sampled_cell(at: Mapping[str, Any]) -> str:
     return f"{at['t']:.4f}, {pct(at['p'])} ± {100 * at['se']:.2f}"
 
 
-def _interval_cell(row: Mapping[str, Any], kept: str = "") -> str:
-    """A sampled gain with its 95% interval (and the share of full fine-tuning's it keeps)."""
-    return (f"{pp(row['sampled_gain'])} ({signed(row['sampled_low'])} to "
-            f"{signed(row['sampled_high'])}{kept})")
+def _interval_cell(gain: float, low: float, high: float, kept: str = "") -> str:
+    """A gain with its 95% interval (and the share of full fine-tuning's it keeps)."""
+    return f"{pp(gain)} ({signed(low)} to {signed(high)}{kept})"
+
+
+def _sampled_gain_cell(row: Mapping[str, Any], kept: str = "") -> str:
+    return _interval_cell(row["sampled_gain"], row["sampled_low"], row["sampled_high"], kept)
 
 
 def _kept(share: float | None) -> str:
@@ -601,13 +604,13 @@ def lora_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     head, e, sm = summary["headline"], summary["exact"], summary["sampled"]
     full = ["full", "all", f"{e['ssd']['t']:.4f}, {pct(e['ssd']['p'])}", pp(head["exact_gain"]),
             _sampled_cell(sm["ssd"]),
-            f"{pp(head['gain'])} ({signed(head['gain_low'])} to {signed(head['gain_high'])})",
+            _interval_cell(head["gain"], head["gain_low"], head["gain_high"]),
             "see below"]
     ranks = [[f"LoRA rank {r['rank']} (lr {r['lr']:g})",
               "-" if r["trainable_parameters"] is None else f"{r['trainable_parameters']:,}",
               f"{r['exact']['t']:.4f}, {pct(r['exact']['p'])}",
               f"{pp(r['exact_gain'])} ({_kept(r['exact_kept'])})", _sampled_cell(r["sampled"]),
-              _interval_cell(r, f", {_kept(r['sampled_kept'])}"),
+              _sampled_gain_cell(r, f", {_kept(r['sampled_kept'])}"),
               f"{r['train_s'] or 0:.0f} s, {r['evaluate_s'] or 0:.0f} s"]
              for r in summary["lora"]]
     return (["fine-tuning", "trainable parameters", "exact best (T, P)", "exact gain (kept)",
